@@ -1,0 +1,1 @@
+"""Backbone factories. Each exposes ``forward_features`` and ``num_features`` (or per-level channels)."""

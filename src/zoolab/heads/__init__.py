@@ -1,0 +1,1 @@
+"""Heads: small modules sized from the backbone's ``num_features``."""

@@ -1,0 +1,424 @@
+"""Aggregate run folders into ``results.tsv`` and ``results.md`` (DESIGN.md §3).
+
+A run folder is any directory holding ``run.json``; it may also hold ``.hydra/overrides.yaml`` and
+``<split>_metrics.json``. Everything here reads files on disk only, so the tables can be rebuilt after a
+crashed multirun (hydra_lightning.md §2: ``on_multirun_end`` never fires when a job fails). Failed or
+unreadable runs become failed rows; they never stop a table from being written. Seeds fold into
+``mean ± std (n seeds)`` groups keyed by ``(exp, overrides without seed=)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+__all__ = [
+    "SPLITS", "PREFERRED_METRICS", "find_runs", "load_run", "flatten_metrics", "group_rows",
+    "format_mean_std", "any_failed", "write_tables", "grouped_markdown", "runs_markdown",
+    "default_key_metrics", "error_line", "write_text_atomic",
+]
+
+SPLITS = ("test", "val", "smoke")
+PREFERRED_METRICS = (
+    "accuracy", "f1", "precision", "recall", "macro_f1_fg",
+    "coco/bbox_mAP", "coco/bbox_mAP_50", "rank1", "mAP",
+)
+MAX_DEFAULT_METRICS = 10
+_DETAIL_PREFIXES = ("per_class/", "threshold/", "confusion_matrix")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _natural_key(text: str) -> list:
+    """Sort key that orders ``job 2`` before ``job 10``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _override_key(override: str) -> str:
+    return str(override).partition("=")[0].lstrip("+~")
+
+
+def _override_value(overrides: Iterable[str], key: str) -> str | None:
+    for override in overrides:
+        name, sep, value = str(override).partition("=")
+        if sep and name.lstrip("+~") == key:
+            return value
+    return None
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"could not read {path.name}: {type(exc).__name__}: {exc}"
+
+
+def _read_overrides_yaml(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    return [str(item) for item in data] if isinstance(data, list) else []
+
+
+def _read_metrics(run_dir: Path) -> tuple[dict[str, dict], list[str]]:
+    metrics, warnings = {}, []
+    for path in sorted(run_dir.glob("*_metrics.json")):
+        data, problem = _read_json(path)
+        if problem is None and not isinstance(data, dict):
+            problem = f"{path.name} does not hold a JSON object"
+        if problem:
+            warnings.append(problem)
+        else:
+            metrics[path.name[: -len("_metrics.json")]] = data
+    return metrics, warnings
+
+
+def _eval_split(keys: Iterable[str]) -> str | None:
+    """First of ``SPLITS`` present among ``keys`` (split names or ``split/...`` flattened keys)."""
+    present = {key.split("/", 1)[0] for key in keys}
+    return next((split for split in SPLITS if split in present), None)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def error_line(error: Any, limit: int = 200) -> str:
+    """One line summarising an error text: its first line, or the last one for a traceback."""
+    lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temp file beside ``path`` and ``os.replace`` it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------- rows and groups
+def find_runs(root: Path) -> list[Path]:
+    """Every directory under ``root`` (root included) holding ``run.json``, in natural path order.
+
+    Hidden directories (``.hydra``, ``.git``) and ``checkpoints/`` are not searched; symlinks are not
+    followed, so a ``latest`` link does not duplicate a run.
+    """
+    root = Path(root)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "checkpoints"]
+        if "run.json" in filenames:
+            found.append(Path(dirpath))
+    return sorted(found, key=lambda p: _natural_key(p.as_posix()))
+
+
+def load_run(run_dir: Path, root: Path | None = None) -> dict:
+    """Read one run folder into a row; an unreadable ``run.json`` gives a failed row, never an exception."""
+    run_dir = Path(run_dir)
+    try:
+        rel = run_dir.resolve().relative_to(Path(root).resolve()).as_posix() if root is not None else None
+    except ValueError:
+        rel = None
+    info, problem = _read_json(run_dir / "run.json")
+    if problem is None and not isinstance(info, dict):
+        problem = "could not read run.json: it does not hold a JSON object"
+    info = info if problem is None else {}
+    overrides = info.get("overrides")
+    overrides = [str(o) for o in overrides] if isinstance(overrides, list) else _read_overrides_yaml(run_dir)
+    seed = info.get("seed")
+    if seed is None:
+        seed = _override_value(overrides, "seed")
+        seed = int(seed) if seed is not None and seed.lstrip("-").isdigit() else seed
+    smoke = info.get("smoke")
+    if not isinstance(smoke, bool):
+        smoke = _override_value(overrides, "smoke") is not None
+    metrics, warnings = _read_metrics(run_dir)
+    return {
+        "run_dir": rel if rel is not None else run_dir.as_posix(),
+        "exp": info.get("exp") or _override_value(overrides, "exp"),
+        "exp_id": info.get("exp_id"),
+        "task": info.get("task"),
+        "status": "failed" if problem else str(info.get("status") or "unknown"),
+        "error": problem or info.get("error"),
+        "seed": seed,
+        "overrides": overrides,
+        "group_overrides": [o for o in overrides if _override_key(o) != "seed"],
+        "metrics": metrics,
+        "reported": info.get("reported") if isinstance(info.get("reported"), dict) else {},
+        "params": info.get("params") if isinstance(info.get("params"), dict) else {},
+        "seconds": info.get("seconds") if isinstance(info.get("seconds"), dict) else {},
+        "report": info.get("report") if isinstance(info.get("report"), dict) else {},
+        "config_hash": info.get("config_hash"),
+        "git_commit": info.get("git_commit"),
+        "smoke": smoke,
+        "model_size_mb": info.get("model_size_mb"),
+        "started": info.get("started"),
+        "ended": info.get("ended"),
+        "warnings": warnings,
+    }
+
+
+def flatten_metrics(metrics: dict, splits: Sequence[str] = SPLITS) -> dict[str, float]:
+    """Numeric leaves as ``split/key`` (nested dicts as ``split/a/b``); lists, strings and bools skipped."""
+    flat: dict[str, float] = {}
+
+    def visit(prefix: str, obj: dict) -> None:
+        for key, value in obj.items():
+            name = f"{prefix}/{key}"
+            if isinstance(value, dict):
+                visit(name, value)
+            elif _is_number(value):
+                flat[name] = float(value)
+
+    for split in splits:
+        if isinstance(metrics.get(split), dict):
+            visit(split, metrics[split])
+    return flat
+
+
+def _fold(samples: Iterable[dict[str, float]]) -> dict[str, dict]:
+    """{key: {mean, std (ddof=1; 0.0 for one value), n}} over the dicts that hold each key."""
+    values: dict[str, list[float]] = {}
+    for sample in samples:
+        for key, value in sample.items():
+            values.setdefault(key, []).append(value)
+    return {key: dict(zip(("mean", "std"), _mean_std(vs)), n=len(vs)) for key, vs in values.items()}
+
+
+def group_rows(rows: Sequence[dict]) -> list[dict]:
+    """Fold rows into groups by ``(exp, sorted overrides without seed=)``, in order of first appearance.
+
+    Each group has ``stats`` = {flattened metric: {mean, std (ddof=1, 0.0 for n=1), n}} over its ok
+    rows, ``n`` ok rows, ``n_failed``, ``n_other`` (running / unknown), ``status`` (ok / partial /
+    failed / running), ``split`` (first of test, val, smoke with stats) and the member ``rows``.
+    """
+    members: dict[tuple, list[dict]] = {}
+    for row in rows:
+        members.setdefault((row["exp"], tuple(sorted(row["group_overrides"]))), []).append(row)
+    groups = []
+    for group in members.values():
+        ok = [r for r in group if r["status"] == "ok"]
+        failed = [r for r in group if r["status"] == "failed"]
+        rep = ok[0] if ok else group[0]
+        stats = _fold(flatten_metrics(r["metrics"]) for r in ok)
+        seconds = _fold({k: float(v) for k, v in r["seconds"].items() if _is_number(v)} for r in ok)
+        status = "ok" if ok and not failed else "partial" if ok else "failed" if failed else "running"
+        groups.append({
+            "exp": rep["exp"], "exp_id": rep["exp_id"], "task": rep["task"],
+            "group_overrides": rep["group_overrides"], "status": status,
+            "n": len(ok), "n_failed": len(failed), "n_other": len(group) - len(ok) - len(failed),
+            "seeds": [r["seed"] for r in ok], "run_dirs": [r["run_dir"] for r in group],
+            "errors": [error_line(r["error"]) for r in failed],
+            "stats": stats, "split": _eval_split(stats), "seconds": seconds,
+            "reported": rep["reported"], "report": rep["report"], "params": rep["params"],
+            "model_size_mb": rep["model_size_mb"], "smoke": any(r["smoke"] for r in group),
+            "rows": group,
+        })
+    return groups
+
+
+def format_mean_std(mean: float, std: float, n: int, digits: int = 4) -> str:
+    """``0.9192 ± 0.0031 (3 seeds)``; ``0.9192 (1 seed)`` for one seed; ``-`` for none."""
+    if n < 1:
+        return "-"
+    if n == 1:
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} ({n} seeds)"
+
+
+def any_failed(rows: Sequence[dict]) -> bool:
+    return any(row["status"] == "failed" for row in rows)
+
+
+# ---------------------------------------------------------------------------------------------- columns
+def default_key_metrics(rows: Sequence[dict]) -> list[str]:
+    """Preferred metric names first, then other top-level numbers of each row's eval split.
+
+    Per-class, threshold and latency details are left out unless preferred; at most 10 columns.
+    """
+    seen: list[str] = []
+    for row in rows:
+        split = _eval_split(row["metrics"])
+        for key, value in row["metrics"].get(split, {}).items() if split else ():
+            if _is_number(value) and key not in seen:
+                seen.append(key)
+    preferred = [key for key in PREFERRED_METRICS if key in seen]
+    rest = [k for k in seen if k not in PREFERRED_METRICS and "latency" not in k.lower()
+            and not k.startswith(_DETAIL_PREFIXES)]
+    return (preferred + rest)[:MAX_DEFAULT_METRICS]
+
+
+def _metric_key(split: str | None, metric: str) -> str | None:
+    """Flattened key of ``metric``: as given when it names a split, else under ``split``."""
+    if metric.split("/", 1)[0] in SPLITS:
+        return metric
+    return f"{split}/{metric}" if split else None
+
+
+def _reported_keys(rows: Sequence[dict]) -> list[str]:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k, v in row["reported"].items() if _is_number(v) and k not in keys]
+    return keys
+
+
+def _number(value: Any) -> str:
+    if not _is_number(value):
+        return "" if value is None else str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4f}" if 1e-3 <= abs(value) < 1 else f"{value:.6g}"
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text if text is not None else "").split())
+
+
+def _status_cell(row: dict) -> str:
+    cell = f"FAILED: {error_line(row['error'])}" if row["status"] == "failed" else row["status"]
+    return cell + "".join(f"; WARNING: {w}" for w in row["warnings"])
+
+
+def _group_status_cell(group: dict) -> str:
+    if group["status"] == "failed":
+        return f"FAILED: {group['errors'][0]}"
+    if group["status"] == "partial":
+        return f"PARTIAL ({group['n_failed']} FAILED: {group['errors'][0]})"
+    return group["status"]
+
+
+def _run_record(row: dict, metrics: list[str], reported: list[str]) -> dict[str, str]:
+    flat, split = flatten_metrics(row["metrics"]), _eval_split(row["metrics"])
+    record = {
+        "kind": "run", "run_dir": row["run_dir"], "exp": row["exp"] or "", "exp_id": row["exp_id"] or "",
+        "status": row["status"], "seed": _number(row["seed"]), "split": split or "",
+        "overrides": " ".join(row["overrides"]),
+    }
+    record.update({m: _number(flat.get(_metric_key(split, m))) for m in metrics})
+    record.update({f"reported/{k}": _number(row["reported"].get(k)) for k in reported})
+    record.update({
+        "params_total": _number(row["params"].get("total")),
+        "params_trainable": _number(row["params"].get("trainable")),
+        "fit_s": _number(row["seconds"].get("fit")),
+        "config_hash": row["config_hash"] or "", "git_commit": row["git_commit"] or "",
+        "error": _one_line(row["error"]) if row["status"] == "failed" or row["error"] else "",
+        "warnings": _one_line("; ".join(row["warnings"])),
+    })
+    return record
+
+
+def _group_record(group: dict, metrics: list[str], reported: list[str]) -> dict[str, str]:
+    def cell(key: str | None, digits: int = 4) -> str:
+        stat = group["stats"].get(key) if key else None
+        return format_mean_std(stat["mean"], stat["std"], stat["n"], digits) if stat else ""
+
+    fit = group["seconds"].get("fit")
+    record = {
+        "kind": "group", "run_dir": "", "exp": group["exp"] or "", "exp_id": group["exp_id"] or "",
+        "status": group["status"], "seed": ",".join(_number(s) for s in group["seeds"]),
+        "split": group["split"] or "", "overrides": " ".join(group["group_overrides"]),
+    }
+    record.update({m: cell(_metric_key(group["split"], m)) for m in metrics})
+    record.update({f"reported/{k}": _number(group["reported"].get(k)) for k in reported})
+    record.update({
+        "params_total": _number(group["params"].get("total")),
+        "params_trainable": _number(group["params"].get("trainable")),
+        "fit_s": format_mean_std(fit["mean"], fit["std"], fit["n"], 1) if fit else "",
+        "config_hash": "", "git_commit": "", "error": _one_line("; ".join(group["errors"])), "warnings": "",
+    })
+    return record
+
+
+# ----------------------------------------------------------------------------------------------- tables
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    def esc(cell: Any) -> str:
+        return _one_line(cell).replace("|", "\\|") or " "
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _shown_overrides(overrides: list[str]) -> str:
+    return " ".join(o for o in overrides if _override_key(o) not in ("exp", "seed"))
+
+
+def grouped_markdown(rows: Sequence[dict], key_metrics: list[str] | None = None) -> str:
+    """Markdown table with one line per group: ``mean ± std (n seeds)`` per key metric."""
+    metrics = list(key_metrics) if key_metrics else default_key_metrics(rows)
+    reported = _reported_keys(rows)
+    header = ["exp", "exp_id", "overrides", "split", *metrics, *(f"reported/{k}" for k in reported),
+              "params", "fit (s)", "seeds", "status"]
+    body = []
+    for group in group_rows(rows):
+        rec = _group_record(group, metrics, reported)
+        body.append([rec["exp"] or "(unknown)", rec["exp_id"], _shown_overrides(group["group_overrides"]),
+                     rec["split"], *(rec[m] for m in metrics), *(rec[f"reported/{k}"] for k in reported),
+                     rec["params_total"], rec["fit_s"], rec["seed"], _group_status_cell(group)])
+    return _md_table(header, body)
+
+
+def runs_markdown(rows: Sequence[dict], key_metrics: list[str] | None = None) -> str:
+    """Markdown table with one line per run; the run cell links to its folder."""
+    metrics = list(key_metrics) if key_metrics else default_key_metrics(rows)
+    header = ["run", "exp", "seed", "overrides", "split", *metrics, "fit (s)", "status"]
+    body = []
+    for row in rows:
+        rec = _run_record(row, metrics, [])
+        link = f"[{row['run_dir']}]({row['run_dir'].replace(' ', '%20')})"
+        body.append([link, rec["exp"] or "(unknown)", rec["seed"], _shown_overrides(row["group_overrides"]),
+                     rec["split"], *(rec[m] for m in metrics), rec["fit_s"],
+                     _status_cell(row)])
+    return _md_table(header, body)
+
+
+def write_tables(root: Path, rows: Sequence[dict] | None = None,
+                 key_metrics: list[str] | None = None) -> tuple[Path, Path]:
+    """Write ``root/results.tsv`` (run lines, then group lines) and ``root/results.md``, atomically."""
+    root = Path(root)
+    rows = [load_run(d, root) for d in find_runs(root)] if rows is None else list(rows)
+    metrics = list(key_metrics) if key_metrics else default_key_metrics(rows)
+    reported = _reported_keys(rows)
+    records = [_run_record(r, metrics, reported) for r in rows]
+    records += [_group_record(g, metrics, reported) for g in group_rows(rows)]
+    columns = list(_run_record(rows[0], metrics, reported)) if rows else ["kind", "run_dir", "status"]
+    lines = ["\t".join(columns)] + ["\t".join(_one_line(rec.get(c, "")) for c in columns) for rec in records]
+    tsv = write_text_atomic(root / "results.tsv", "\n".join(lines) + "\n")
+
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed")}
+    other = len(rows) - counts["ok"] - counts["failed"]
+    summary = f"{len(rows)} runs: {counts['ok']} ok, {counts['failed']} failed" + (
+        f", {other} running or unknown" if other else "") + "."
+    smoke = ["", "> Smoke runs present: embedded synthetic data, tiny sizes; numbers are not comparable "
+             "to any report."] if any(r["smoke"] for r in rows) else []
+    md = "\n".join([
+        f"# Results: {root.resolve().name}", "", summary, *smoke, "",
+        "## Groups (mean ± sample std over seeds)", "", grouped_markdown(rows, metrics), "",
+        "## Runs", "", runs_markdown(rows, metrics), "",
+    ])
+    return tsv, write_text_atomic(root / "results.md", md)

@@ -1,0 +1,209 @@
+"""Cherry pit classifier report (seed 004, "Model Experiments Log"): its results tables from run rows.
+
+Columns follow the log's benchmark tables (Model | Variant | Accuracy | F1 | Latency (CPU) | Status, plus
+pit recall, parameters and size from its ResNet18 / ConvNeXt V2 sections) with the report's own numbers
+(``reported:`` in each exp config) beside ours. Ours are group means over seeds (``± std`` when n > 1) of
+the ``test`` split, else ``val``, else ``smoke``; a note under the table says which.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from zoolab.results.aggregate import error_line, group_rows
+
+__all__ = ["render"]
+
+SMOKE_NOTE = "smoke run: embedded synthetic data, tiny sizes — numbers are not comparable to the report"
+PIT_CLASS = "cherry_pit"
+THRESHOLD_KEYS = ("threshold", "recall_at_threshold", "precision_at_threshold", "band_fraction",
+                  "pits_needed")
+RESULT_COLUMNS = ["Model", "Variant", "Exp", "Accuracy", "F1", "Pit recall", "Latency (CPU)", "Params",
+                  "Size", "Reported acc", "Reported F1", "Reported latency", "Seeds", "Status"]
+THRESHOLD_COLUMNS = ["Model", "Variant", "Exp", "Threshold", "Pit recall @ thr", "Pit precision @ thr",
+                     "Band fraction", "Pits needed", "Seeds"]
+
+
+def _natural(text: Any) -> list:
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", str(text or ""))]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _stat(group: dict, key: str) -> dict | None:
+    return group["stats"].get(f"{group['split']}/{key}") if group["split"] else None
+
+
+def _fmt(stat: dict | None, digits: int, scale: float = 1.0, prefix: str = "", unit: str = "") -> str:
+    """``prefix mean unit`` or ``prefix mean ± std unit`` when the stat has more than one value."""
+    if stat is None:
+        return "-"
+    mean, std = stat["mean"] * scale, stat["std"] * scale
+    spread = f" ± {std:.{digits}f}" if stat["n"] > 1 else ""
+    return f"{prefix}{mean:.{digits}f}{spread}{unit}"
+
+
+def _percent(stat: dict | None) -> str:
+    """Fractions as percent with 2 decimals; values already above 1 are taken as percent."""
+    scale = 1.0 if stat is not None and stat["mean"] > 1.0 else 100.0
+    return _fmt(stat, 2, scale, unit="%")
+
+
+def _latency(stat: dict | None) -> str:
+    """Mean only: ``~`` already says the number is approximate, and a seed spread of timings is noise."""
+    return f"~{stat['mean']:.1f} ms" if stat else "-"
+
+
+def _count(value: Any) -> str:
+    if not _is_number(value):
+        return "-"
+    if value >= 1e6:
+        return f"{value / 1e6:.1f}M"
+    return f"{value / 1e3:.1f}K" if value >= 1e3 else str(int(value))
+
+
+def _pit_recall(group: dict) -> dict | None:
+    split = group["split"]
+    stat = _stat(group, f"per_class/{PIT_CLASS}/recall")
+    if stat is None and split:
+        pattern = re.compile(rf"^{re.escape(split)}/per_class/[^/]+/recall$")
+        recalls = [key for key in group["stats"] if pattern.match(key)]
+        stat = group["stats"][recalls[-1]] if recalls else None
+    return stat
+
+
+def _params(group: dict) -> str:
+    total, trainable = group["params"].get("total"), group["params"].get("trainable")
+    text = _count(total)
+    if _is_number(total) and _is_number(trainable) and trainable != total:
+        text += f" ({_count(trainable)} trainable)"
+    return text
+
+
+def _size(mb: Any) -> str:
+    if not _is_number(mb):
+        return "-"
+    return f"~{mb:.0f} MB" if mb >= 10 else f"~{mb:.1f} MB"
+
+
+def _reported(group: dict) -> list[str]:
+    rep = group["reported"]
+    acc, f1, latency = rep.get("accuracy"), rep.get("f1"), rep.get("latency_ms")
+    return [
+        _percent({"mean": acc, "std": 0.0, "n": 1}) if _is_number(acc) else "-",
+        f"{f1:.4f}" if _is_number(f1) else "-",
+        f"~{latency:g} ms" if _is_number(latency) else "-",
+    ]
+
+
+def _status(group: dict) -> str:
+    status = {"partial": f"ok ({group['n_failed']} failed)"}.get(group["status"], group["status"])
+    return status + (" (smoke)" if group["smoke"] else "")
+
+
+def _names(group: dict) -> list[str]:
+    report = group["report"]
+    extra = " ".join(o for o in group["group_overrides"] if o.partition("=")[0].lstrip("+~") != "exp")
+    exp = f"`{group['exp']}`" if group["exp"] else "(unknown)"
+    model = report.get("model") or group["exp"] or "(unknown)"
+    return [str(model), str(report.get("variant") or extra or "-"),
+            exp + (f" `{extra}`" if extra else "")]
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    def esc(cell: str) -> str:
+        return " ".join(str(cell).split()).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + " :--- |" * len(header)]
+    return lines + ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+
+
+def _raw_values(group: dict, key: str) -> list[Any]:
+    """Distinct raw (possibly non-numeric) values of ``key`` in the group's ok runs' eval split."""
+    values = []
+    for row in group["rows"]:
+        value = row["metrics"].get(group["split"], {}).get(key) if row["status"] == "ok" else None
+        if value is not None and value not in values:
+            values.append(value)
+    return values
+
+
+def _latency_note(groups: list[dict]) -> str:
+    setups: dict[str, list[str]] = {}
+    for group in groups:
+        if _stat(group, "latency_ms_p50") is None:
+            continue
+        threads = "/".join(f"{t:g}" if _is_number(t) else str(t)
+                           for t in _raw_values(group, "latency_threads"))
+        cpu = " / ".join(str(c) for c in _raw_values(group, "cpu_model")) or "unknown CPU"
+        setup = f"{threads or '?'} thread(s) on {cpu}"
+        setups.setdefault(setup, []).append(group["exp_id"] or group["exp"] or "?")
+    if not setups:
+        return "Latency (CPU): not measured in these runs."
+    if len(setups) == 1:
+        return f"Latency (CPU): median (p50) per image, {next(iter(setups))}."
+    parts = [f"{setup} ({', '.join(map(str, exps))})" for setup, exps in setups.items()]
+    return "Latency (CPU): median (p50) per image; " + "; ".join(parts) + "."
+
+
+def _split_note(groups: list[dict]) -> str:
+    splits: dict[str, list[str]] = {}
+    for group in groups:
+        if group["split"]:
+            splits.setdefault(group["split"], []).append(str(group["exp_id"] or group["exp"]))
+    if not splits:
+        return "Metrics: none (no run finished)."
+    if len(splits) == 1:
+        return f"Metrics: `{next(iter(splits))}` split; mean over seeds, ± sample std when Seeds > 1."
+    parts = [f"`{split}` ({', '.join(exps)})" for split, exps in splits.items()]
+    return "Metrics: mean over seeds (± sample std when Seeds > 1) on split " + "; ".join(parts) + "."
+
+
+def _failure_line(group: dict, row: dict) -> str:
+    name = group["exp_id"] or group["exp"] or "(unknown exp)"
+    return f"- {name} failed (run `{row['run_dir']}`): {error_line(row['error'])}"
+
+
+def _results_rows(groups: list[dict]) -> list[list[str]]:
+    return [[*_names(g), _percent(_stat(g, "accuracy")), _fmt(_stat(g, "f1"), 4), _percent(_pit_recall(g)),
+             _latency(_stat(g, "latency_ms_p50")), _params(g), _size(g["model_size_mb"]),
+             *_reported(g), str(g["n"]), _status(g)] for g in groups]
+
+
+def _threshold_rows(groups: list[dict]) -> list[list[str]]:
+    body = []
+    for g in groups:
+        stats = {key: _stat(g, f"threshold/{key}") for key in THRESHOLD_KEYS}
+        if any(stats.values()):
+            body.append([*_names(g), _fmt(stats["threshold"], 3), _percent(stats["recall_at_threshold"]),
+                         _percent(stats["precision_at_threshold"]), _percent(stats["band_fraction"]),
+                         _fmt(stats["pits_needed"], 0), str(g["n"])])
+    return body
+
+
+def _threshold_note(groups: list[dict]) -> str:
+    targets = sorted({f"{s['mean']:.3g}" for g in groups if (s := _stat(g, "threshold/target_recall"))})
+    target = f" (target recall {', '.join(targets)})" if targets else ""
+    return (f"Threshold: lowest pit score that keeps the target pit recall{target}; recall and precision are "
+            "for the pit class at that threshold; band fraction: share of images in the maybe band (manual "
+            "inspection); pits needed: test pits required before the recall target can be claimed at 95%.")
+
+
+def render(rows: Sequence[dict]) -> str:
+    """Markdown: smoke warning (if any), the results table with notes, and the pit-threshold table."""
+    groups = sorted(group_rows(rows), key=lambda g: (g["exp_id"] is None, _natural(g["exp_id"]),
+                                                     _natural(g["exp"]), g["group_overrides"]))
+    if not groups:
+        return "No cherry runs found.\n"
+    lines = [f"> **{SMOKE_NOTE}**", ""] if any(g["smoke"] for g in groups) else []
+    lines += ["### Results", "", *_table(RESULT_COLUMNS, _results_rows(groups)), ""]
+    lines += [_split_note(groups), "", _latency_note(groups), ""]
+    lines += [_failure_line(g, r) for g in groups for r in g["rows"] if r["status"] == "failed"]
+    threshold = _threshold_rows(groups)
+    if threshold:
+        lines += ["", "### Pit threshold", "", *_table(THRESHOLD_COLUMNS, threshold),
+                  "", _threshold_note(groups), ""]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"

@@ -1,0 +1,127 @@
+"""The run folder contract: atomic writes, ``run.json`` and ``<split>_metrics.json``.
+
+``run.json`` is written when a run starts (status ``running``) and rewritten when it ends (``ok`` or
+``failed`` with the error text), so a killed run is visible as ``running`` and a sweep can tell which
+jobs are complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+__all__ = ["write_text_atomic", "write_json_atomic", "read_json", "git_commit", "RunRecord", "METRICS_SPLITS"]
+
+METRICS_SPLITS = ("smoke", "val", "test")
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def git_commit(cwd: Path | None = None) -> dict:
+    """Commit hash and whether the tree had uncommitted changes (None outside a git checkout)."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    if sha.returncode != 0:
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": sha.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+
+
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class RunRecord:
+    """Keeps ``run.json`` of one run folder up to date."""
+
+    def __init__(self, run_dir: Path, **fields: Any) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "run.json"
+        previous = read_json(self.path) or {}
+        self.data: dict[str, Any] = {
+            "exp": None, "exp_id": None, "task": None, "status": "running", "error": None, "seed": None,
+            "config_hash": None, **git_commit(), "overrides": [], "started": _now(), "ended": None,
+            "seconds": {}, "params": None, "smoke": False, "attempts": previous.get("attempts", 0) + 1,
+        }
+        self.data.update(fields)
+        self.save()
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.save()
+
+    @contextmanager
+    def phase(self, name: str):
+        """Time a phase (setup, fit, evaluate, ...) into ``seconds``; resumed runs add up."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = self.data["seconds"]
+            seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+            self.save()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.update(status=status, error=error, ended=_now())
+
+    def save(self) -> None:
+        write_json_atomic(self.path, self.data)
+
+    @staticmethod
+    def completed(run_dir: Path, overrides: list[str]) -> bool:
+        """True when ``run_dir`` holds an ``ok`` run made with exactly these overrides."""
+        data = read_json(Path(run_dir) / "run.json") or {}
+        return data.get("status") == "ok" and list(data.get("overrides") or []) == list(overrides)

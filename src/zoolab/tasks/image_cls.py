@@ -1,0 +1,200 @@
+"""Image classification task (cherry-pit family): backbone -> head, cross-entropy, full evaluation.
+
+Evaluation of a split gives accuracy, macro and per-class P/R/F1, the confusion matrix (JSON + PNG)
+and, for the positive (pit) class, a threshold analysis: the threshold is fitted on ``val`` and the
+same frozen threshold is reported on ``test``. CPU batch-1 latency is measured once per run.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from zoolab.adapters.freeze import freeze_norm_stats
+from zoolab.params import count_parameters
+
+__all__ = ["ImageClassificationTask"]
+
+
+class ImageClassificationTask(L.LightningModule):
+    """Backbone + classification head trained with a cross-entropy-style loss.
+
+    Args:
+        backbone: module with ``num_features`` taking 0-255 float images.
+        head: partial taking ``in_features`` and ``num_classes``.
+        adapter: decides trainable backbone parameters and their LR groups.
+        loss: ``loss(logits, targets) -> scalar``.
+        optimizer: partial taking ``params``; scheduler: partial taking the optimiser, or None.
+        class_names: label order; ``positive_class`` is analysed for recall thresholds.
+        no_decay_norm_bias: put 1-d parameters (norms, biases) in a weight-decay-free group.
+        latency: ``measure_latency`` settings (``enabled``, ``threads``, ``warmup``, ``runs``, ``input_size``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: Callable[..., nn.Module],
+        adapter: Any,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        class_names: list[str],
+        scheduler: Callable | None = None,
+        positive_class: str | None = "cherry_pit",
+        target_recall: float = 0.99,
+        target_precision: float = 0.99,
+        no_decay_norm_bias: bool = True,
+        latency: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.backbone = adapter.apply(backbone)
+        self.head = head(in_features=backbone.num_features, num_classes=len(class_names))
+        self.loss_fn = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.class_names = list(class_names)
+        self.positive_class = positive_class if positive_class in self.class_names else None
+        self.target_recall = target_recall
+        self.target_precision = target_precision
+        self.no_decay_norm_bias = no_decay_norm_bias
+        self.latency = dict(latency or {})
+        self.fitted_threshold: dict | None = None
+
+        n = len(class_names)
+        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
+        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes=n, average="macro")
+        self.val_acc_best = MaxMetric()
+        self._probs: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+
+    def components(self) -> dict[str, nn.Module]:
+        return {"backbone": self.backbone, "head": self.head}
+
+    def parameter_counts(self) -> dict:
+        return count_parameters(self.components())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        logits = self(images)
+        return self.loss_fn(logits, targets), logits, targets
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, logits, targets = self._shared_step(batch)
+        self.train_loss(loss)
+        self.train_acc(logits, targets)
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, logits, targets = self._shared_step(batch)
+        self.val_loss(loss)
+        self.val_acc(logits, targets)
+        self.val_f1(logits, targets)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/f1", self.val_f1, on_step=False, on_epoch=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        images, targets = batch
+        self._probs.append(self(images).float().softmax(dim=1).cpu())
+        self._labels.append(targets.cpu())
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()
+
+    def on_train_epoch_start(self) -> None:
+        freeze_norm_stats(self.backbone)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=False)
+
+    def on_test_epoch_start(self) -> None:
+        self._probs, self._labels = [], []
+
+    def split_metrics(self, split: str, plots_dir: Path) -> dict:
+        """Metrics of the split last run through ``trainer.test``; ``val`` fits the pit threshold."""
+        from zoolab.metrics.classification import classification_report, plot_confusion_matrix
+
+        probs = torch.cat(self._probs).numpy()
+        labels = torch.cat(self._labels).numpy()
+        metrics = classification_report(labels, probs.argmax(axis=1), self.class_names)
+        plot_confusion_matrix(
+            metrics["confusion_matrix"], self.class_names, plots_dir / f"confusion_matrix_{split}.png", title=split
+        )
+        if self.positive_class is not None:
+            metrics["threshold"] = self._threshold_metrics(split, probs, labels)
+        return metrics
+
+    def _threshold_metrics(self, split: str, probs: np.ndarray, labels: np.ndarray) -> dict:
+        from zoolab.metrics.threshold import evaluate_band, threshold_analysis
+
+        pos = self.class_names.index(self.positive_class)
+        scores, is_positive = probs[:, pos], labels == pos
+        negative = labels == 0 if pos != 0 else labels != pos  # class 0 is "clean" in the report's order
+        if split == "val" or self.fitted_threshold is None:
+            analysis = threshold_analysis(
+                scores, is_positive, self.target_recall, self.target_precision, negative_mask=negative
+            )
+            if split == "val":
+                self.fitted_threshold = {k: analysis[k] for k in ("band_low", "band_high")}
+            analysis["fitted_on"] = split
+            return analysis
+        result = evaluate_band(scores, is_positive, **self.fitted_threshold, negative_mask=negative)
+        result["fitted_on"] = "val"
+        return result
+
+    def measure_latency(self) -> dict:
+        from zoolab.metrics.latency import measure_latency
+
+        if not self.latency.get("enabled", True):
+            return {}
+        size = int(self.latency.get("input_size", 224))
+        model = nn.Sequential(self.backbone, self.head).cpu().eval()
+        return measure_latency(
+            model,
+            input_shape=(1, 3, size, size),
+            threads=self.latency.get("threads"),
+            warmup=int(self.latency.get("warmup", 10)),
+            runs=int(self.latency.get("runs", 50)),
+        )
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """Backbone + head weights (normalisation buffers included) for inference outside zoolab."""
+        return {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()} | {
+            f"head.{k}": v for k, v in self.head.state_dict().items()
+        }
+
+    def _param_groups(self) -> list[dict]:
+        lr = self.optimizer_factory.keywords.get("lr") if isinstance(self.optimizer_factory, partial) else None
+        groups = self.adapter.param_groups(self.backbone, lr)
+        groups.append({"name": "head", "params": [p for p in self.head.parameters() if p.requires_grad]})
+        if not self.no_decay_norm_bias:
+            return [g for g in groups if g["params"]]
+        split = []
+        for group in groups:
+            decay = [p for p in group["params"] if p.ndim > 1]
+            no_decay = [p for p in group["params"] if p.ndim <= 1]
+            split.append({**group, "params": decay})
+            split.append({**group, "name": group["name"] + ".no_decay", "params": no_decay, "weight_decay": 0.0})
+        return [g for g in split if g["params"]]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self._param_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}

@@ -1,0 +1,112 @@
+"""Build the components of a prepared config, fit, evaluate the best checkpoint, fill the run folder.
+
+Reads like the config: dataset -> backbone -> adapter -> head -> loss -> optimiser/scheduler -> task
+module -> Lightning Trainer -> ``<split>_metrics.json`` -> exported weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
+
+__all__ = ["build_task", "train_and_evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+def _optional(node):
+    return instantiate(node) if node else None
+
+
+def build_task(cfg: DictConfig, datamodule) -> L.LightningModule:
+    """Instantiate the family's task module from the component groups."""
+    return instantiate(cfg.task.module)(
+        backbone=instantiate(cfg.backbone),
+        adapter=instantiate(cfg.adapter),
+        head=instantiate(cfg.head),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optim),
+        scheduler=_optional(cfg.sched),
+        class_names=datamodule.class_names,
+    )
+
+
+def _build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
+
+
+def _load_weights(task: L.LightningModule, ckpt_path: Path) -> None:
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    task.load_state_dict(checkpoint["state_dict"])
+
+
+def _export(task, run_dir: Path) -> float:
+    """Write inference weights with subnormal values zeroed; return the file size in MB."""
+    from safetensors.torch import save_file
+
+    from zoolab.metrics.latency import flush_denormal_
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in task.export_state_dict().items()}
+    flushed = flush_denormal_(state)
+    if flushed:
+        log.info("zeroed %d subnormal weight values before export", flushed)
+    path = run_dir / "checkpoints" / "model.safetensors"
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+    return round(path.stat().st_size / 2**20, 2)
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
+    """Fit (resuming from ``checkpoints/last.ckpt`` when the folder has one) and evaluate every split."""
+    L.seed_everything(cfg.seed, workers=True)
+    with record.phase("setup"):
+        datamodule = instantiate(cfg.dataset)
+        datamodule.setup()
+        task = build_task(cfg, datamodule)
+        trainer = _build_trainer(cfg, run_dir)
+        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    record.update(params=task.parameter_counts())
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = last if last.is_file() else None
+    if resume:
+        epoch = torch.load(resume, map_location="cpu", weights_only=True).get("epoch")
+        log.info("resuming from %s (epoch %s)", resume, epoch)
+        record.update(resumed_from=str(resume.relative_to(run_dir)), resumed_at_epoch=epoch)
+    with record.phase("fit"):
+        trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+
+    best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None
+    best = best if best and best.is_file() else last
+    if best.is_file():
+        _load_weights(task, best)
+        record.update(best_checkpoint=str(best.relative_to(run_dir)), best_epoch=torch.load(
+            best, map_location="cpu", weights_only=True).get("epoch"))
+
+    results = {}
+    plots = run_dir / "plots"
+    with record.phase("evaluate"):
+        for split in datamodule.eval_splits:
+            trainer.test(task, dataloaders=datamodule.loader(split), verbose=False)
+            results[split] = task.split_metrics(split, plots)
+    with record.phase("latency"):
+        latency = task.measure_latency()
+    record.update(model_size_mb=_export(task, run_dir))
+
+    smoke = bool(cfg.get("smoke"))
+    for split, metrics in results.items():
+        if smoke and split != "test":
+            continue
+        metrics = {**metrics, **(latency if split in ("test", "smoke") or "test" not in results else {})}
+        write_json_atomic(run_dir / f"{'smoke' if smoke else split}_metrics.json", metrics)
+    return results

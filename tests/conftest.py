@@ -1,0 +1,71 @@
+"""Shared fixtures: an isolated cache for synthetic data, composing the real config, running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tiny, fast settings shared by CLI tests: the architecture stays, images and data shrink.
+FAST = [
+    "dataset=synthetic_cherry",
+    "dataset.root.counts={train:40,val:20,test:20}",
+    "dataset.root.image_size=48",
+    "backbone.input_size=32",
+    "dataset.batch_size=16",
+    "task.module.latency.input_size=32",
+    "task.module.latency.runs=3",
+    "task.module.latency.warmup=1",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("zoolab-cache")
+    os.environ["ZOOLAB_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture
+def compose(cache_dir):
+    """Compose conf/config.yaml with overrides as the CLI would, with HydraConfig set for resolvers."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from zoolab.config import CONF_DIR
+    from zoolab.resolvers import register_resolvers
+
+    register_resolvers()
+
+    def _compose(overrides: list[str], output_dir: Path | None = None):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir or cache_dir / "run")
+        HydraConfig.instance().set_config(cfg)
+        choices = dict(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg.hydra
+        return cfg, choices
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 600, module: str = "zoolab"):
+    """Run ``python -m zoolab ARGS`` in a subprocess; returns the CompletedProcess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    env.pop("CHERRY_ROOT", None) if "CHERRY_ROOT" not in (env_extra or {}) else None
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )

@@ -1,0 +1,84 @@
+"""Composition, +smoke ordering and validation of every experiment config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from zoolab.config import CONF_DIR, config_hash, prepare_config
+from zoolab.errors import ZoolabError
+
+EXPS = sorted(p.stem for p in (CONF_DIR / "exp").glob("*.yaml"))
+
+
+def test_there_is_one_exp_per_cherry_report_row():
+    cherry = [e for e in EXPS if e.startswith("cherry_")]
+    assert len(cherry) >= 13
+
+
+@pytest.mark.parametrize("exp", EXPS)
+def test_every_exp_composes_validates_and_carries_provenance(compose, exp):
+    overrides = [f"+exp={exp}"]
+    cfg, choices = compose(overrides)
+    cfg = prepare_config(cfg, overrides, choices.get("dataset"))
+    assert cfg.exp == exp
+    assert cfg.exp_id, f"{exp} has no exp_id"
+    assert cfg.reported, f"{exp} has no reported numbers"
+    assert cfg.report.model and cfg.report.variant
+
+
+@pytest.mark.parametrize("exp", EXPS)
+def test_smoke_wins_in_either_order(compose, exp):
+    for overrides in ([f"+exp={exp}", "+smoke=cpu"], ["+smoke=cpu", f"+exp={exp}"]):
+        cfg, choices = compose(overrides)
+        cfg = prepare_config(cfg, overrides, choices.get("dataset"))
+        assert cfg.trainer.max_epochs == 2, overrides
+        assert cfg.backbone.pretrained is False
+        assert cfg.backbone.input_size == 64
+        assert cfg.dataset.root._target_.endswith("generate_cherry_dataset")
+
+
+def test_smoke_keeps_architecture_and_classes(compose):
+    overrides = ["+smoke=cpu", "+exp=cherry_convnextv2_tiny"]
+    cfg, choices = compose(overrides)
+    cfg = prepare_config(cfg, overrides, choices.get("dataset"))
+    assert cfg.backbone.name == "convnextv2_tiny.fcmae_ft_in1k"
+    assert list(cfg.dataset.classes) == ["cherry_clean", "cherry_pit"]
+    assert cfg.dataset.augment == "enhanced"
+
+
+def test_explicit_override_beats_smoke(compose):
+    overrides = ["+exp=cherry_resnet18_aug_unnorm", "+smoke=cpu", "trainer.max_epochs=5"]
+    cfg, choices = compose(overrides)
+    cfg = prepare_config(cfg, overrides, choices.get("dataset"))
+    assert cfg.trainer.max_epochs == 5
+
+
+def test_misspelt_key_names_path_and_suggestion(compose):
+    overrides = ["+exp=cherry_resnet18_aug_unnorm", "+trainer.max_epoch=3"]
+    cfg, choices = compose(overrides)
+    with pytest.raises(ZoolabError, match=r"trainer\.max_epoch.*did you mean 'max_epochs'"):
+        prepare_config(cfg, overrides, choices.get("dataset"))
+
+
+def test_misspelt_root_key(compose):
+    overrides = ["+exp=cherry_resnet18_aug_unnorm", "+sed=3"]
+    cfg, choices = compose(overrides)
+    with pytest.raises(ZoolabError, match=r"unknown config key 'sed'.*did you mean 'seed'"):
+        prepare_config(cfg, overrides, choices.get("dataset"))
+
+
+def test_wrong_scalar_type_is_reported(compose):
+    overrides = ["+exp=cherry_resnet18_aug_unnorm", "backbone.normalize=maybe"]
+    cfg, choices = compose(overrides)
+    with pytest.raises(ZoolabError, match=r"backbone\.normalize"):
+        prepare_config(cfg, overrides, choices.get("dataset"))
+
+
+def test_config_hash_tracks_values(compose):
+    cfg_a, _ = compose(["+exp=cherry_resnet18_aug_unnorm"])
+    cfg_b, _ = compose(["+exp=cherry_resnet18_aug_unnorm", "optim.lr=0.5"])
+    assert config_hash(cfg_a) != config_hash(cfg_b)
+    assert config_hash(cfg_a) == config_hash(OmegaConf.create(OmegaConf.to_container(cfg_a, resolve=True)))

@@ -5,6 +5,7 @@ Registered by :func:`register_resolvers`, which the entry point calls before Hyd
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 
@@ -30,10 +31,19 @@ def _hydra_choice(group: str, default: str = "default") -> str:
     return str(choice) if choice else default
 
 
-def _job_dirname(override_dirname: str, job_num: int | str) -> str:
-    """A readable, filesystem-safe job folder name that is stable across reruns of the same sweep."""
+def _job_dirname(override_dirname: str, job_num: int | str, max_len: int = 80) -> str:
+    """A readable, filesystem-safe job folder name that is stable across reruns of the same sweep.
+
+    Long names are cut and suffixed with a hash of the full override string, so two jobs never share
+    a folder however similar their overrides are.
+    """
     name = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", str(override_dirname)).strip("_")
-    return name[:150] if name else f"job{job_num}"
+    if not name:
+        return f"job{job_num}"
+    if len(name) <= max_len:
+        return name
+    digest = hashlib.sha256(str(override_dirname).encode()).hexdigest()[:8]
+    return f"{name[:max_len]}-{digest}"
 
 
 def register_resolvers() -> None:

@@ -94,7 +94,7 @@ class RunRecord:
         self.data: dict[str, Any] = {
             "exp": None, "exp_id": None, "task": None, "status": "running", "error": None, "seed": None,
             "config_hash": None, **git_commit(), "overrides": [], "started": _now(), "ended": None,
-            "seconds": {}, "params": None, "smoke": False, "attempts": previous.get("attempts", 0) + 1,
+            "seconds": dict(previous.get("seconds") or {}), "params": None, "smoke": False, "attempts": previous.get("attempts", 0) + 1,
         }
         self.data.update(fields)
         self.save()
@@ -105,7 +105,7 @@ class RunRecord:
 
     @contextmanager
     def phase(self, name: str):
-        """Time a phase (setup, fit, evaluate, ...) into ``seconds``; resumed runs add up."""
+        """Time a phase (setup, fit, evaluate, ...) into ``seconds``; attempts in the same folder add up."""
         start = time.perf_counter()
         try:
             yield

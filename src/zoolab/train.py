@@ -6,7 +6,11 @@ module -> Lightning Trainer -> ``<split>_metrics.json`` -> exported weights.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -66,6 +70,34 @@ def _export(task, run_dir: Path) -> float:
     return round(path.stat().st_size / 2**20, 2)
 
 
+@contextmanager
+def _keep_training_curves(run_dir: Path, resumed_step: int | None):
+    """Lightning's CSV logger deletes an existing metrics.csv; on resume keep the rows logged before the
+    checkpoint's step and put them in front of the new ones."""
+    csv_path = run_dir / "metrics.csv"
+    if resumed_step is None or not csv_path.is_file():
+        yield
+        return
+    kept = csv_path.with_name("metrics.before_resume.csv")
+    os.replace(csv_path, kept)
+    try:
+        yield
+    finally:
+        with open(kept, newline="") as fh:
+            old = [r for r in csv.DictReader(fh) if r.get("step") and int(float(r["step"])) < resumed_step]
+        new = []
+        if csv_path.is_file():
+            with open(csv_path, newline="") as fh:
+                new = list(csv.DictReader(fh))
+        fields = sorted({k for row in old + new for k in row})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(old + new)
+        write_text_atomic(csv_path, out.getvalue())
+        kept.unlink()
+
+
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     """Fit (resuming from ``checkpoints/last.ckpt`` when the folder has one) and evaluate every split."""
     L.seed_everything(cfg.seed, workers=True)
@@ -79,11 +111,13 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dic
 
     last = run_dir / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() else None
+    resumed_step = None
     if resume:
-        epoch = torch.load(resume, map_location="cpu", weights_only=True).get("epoch")
-        log.info("resuming from %s (epoch %s)", resume, epoch)
-        record.update(resumed_from=str(resume.relative_to(run_dir)), resumed_at_epoch=epoch)
-    with record.phase("fit"):
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        resumed_step = state.get("global_step")
+        log.info("resuming from %s (epoch %s)", resume, state.get("epoch"))
+        record.update(resumed_from=str(resume.relative_to(run_dir)), resumed_at_epoch=state.get("epoch"))
+    with record.phase("fit"), _keep_training_curves(run_dir, resumed_step):
         trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
 
     best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None

@@ -1,0 +1,1 @@
+"""Datasets in their real on-disk formats, and generators that write synthetic data in those formats."""

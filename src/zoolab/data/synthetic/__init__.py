@@ -1,0 +1,1 @@
+"""Synthetic data generators: each writes the real dataset format into a cache folder."""

@@ -1,0 +1,145 @@
+"""Tests for zoolab.runfolder (atomic JSON, run.json lifecycle) and the job-folder resolver."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from zoolab.resolvers import _job_dirname
+from zoolab.runfolder import RunRecord, read_json, write_json_atomic, write_text_atomic
+
+
+def _strict_load(path):
+    """json.loads that refuses NaN/Infinity (the stdlib accepts them by default)."""
+    def reject(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def test_write_json_atomic_replaces_content_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "sub" / "metrics.json"
+    write_json_atomic(path, {"a": 1, "b": [1, 2]})
+    assert _strict_load(path) == {"a": 1, "b": [1, 2]}
+    write_json_atomic(path, {"c": "x"})
+    assert _strict_load(path) == {"c": "x"}
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+
+def test_write_text_atomic_failure_keeps_the_old_file_and_cleans_up(tmp_path):
+    path = write_text_atomic(tmp_path / "a.txt", "old")
+
+    class Boom:
+        def __str__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(TypeError):
+        write_text_atomic(path, Boom())  # fh.write rejects a non-str
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_non_finite_numbers_become_null_and_scalars_become_numbers(tmp_path):
+    data = {
+        "nan": float("nan"), "inf": math.inf, "ninf": [-math.inf, 1.5],
+        "np_nan": np.float32("nan"), "np_val": np.float64(0.25), "np_int": np.int64(3),
+        "t_nan": torch.tensor(float("nan")), "t_val": torch.tensor(2.0),
+        "cfg": OmegaConf.create({"x": 1, "y": [2.0]}), 7: "int key",
+    }
+    path = write_json_atomic(tmp_path / "m.json", data)
+    assert _strict_load(path) == {
+        "nan": None, "inf": None, "ninf": [None, 1.5], "np_nan": None, "np_val": 0.25, "np_int": 3,
+        "t_nan": None, "t_val": 2.0, "cfg": {"x": 1, "y": [2.0]}, "7": "int key",
+    }
+
+
+def test_read_json_returns_none_for_missing_or_broken_files(tmp_path):
+    assert read_json(tmp_path / "absent.json") is None
+    (tmp_path / "broken.json").write_text("{not json")
+    assert read_json(tmp_path / "broken.json") is None
+
+
+def test_run_record_lifecycle(tmp_path):
+    record = RunRecord(tmp_path, exp="cherry_resnet18", overrides=["+exp=cherry_resnet18"], seed=1)
+    data = read_json(tmp_path / "run.json")
+    assert data["status"] == "running" and data["ended"] is None and data["error"] is None
+    assert data["exp"] == "cherry_resnet18" and data["seed"] == 1 and data["attempts"] == 1
+    assert data["started"] and data["seconds"] == {}
+    assert "git_commit" in data and "git_dirty" in data
+
+    with record.phase("fit"):
+        time.sleep(0.05)
+    first = read_json(tmp_path / "run.json")["seconds"]["fit"]
+    assert first >= 0.05
+    with pytest.raises(RuntimeError):
+        with record.phase("fit"):
+            time.sleep(0.05)
+            raise RuntimeError("interrupted")
+    second = read_json(tmp_path / "run.json")["seconds"]["fit"]
+    assert second >= first + 0.05, "the second fit phase adds to the first, even when it raised"
+    with record.phase("evaluate"):
+        pass
+    assert set(read_json(tmp_path / "run.json")["seconds"]) == {"fit", "evaluate"}
+
+    assert not RunRecord.completed(tmp_path, ["+exp=cherry_resnet18"])
+    record.finish("ok")
+    data = read_json(tmp_path / "run.json")
+    assert data["status"] == "ok" and data["ended"] and data["error"] is None
+    assert data["seconds"]["fit"] == second
+
+
+def test_attempts_increment_when_the_folder_is_reused(tmp_path):
+    RunRecord(tmp_path).finish("failed", error="ZoolabError: boom")
+    assert read_json(tmp_path / "run.json")["error"] == "ZoolabError: boom"
+    second = RunRecord(tmp_path)
+    assert second.data["attempts"] == 2 and second.data["status"] == "running" and second.data["error"] is None
+    RunRecord(tmp_path)
+    assert read_json(tmp_path / "run.json")["attempts"] == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "asked", "expected"),
+    [
+        ("ok", ["a=1", "b=2"], True),
+        ("ok", ["b=2", "a=1"], False),
+        ("ok", ["a=1"], False),
+        ("ok", ["a=1", "b=2", "c=3"], False),
+        ("failed", ["a=1", "b=2"], False),
+        ("running", ["a=1", "b=2"], False),
+    ],
+)
+def test_completed_needs_status_ok_and_identical_overrides(tmp_path, status, asked, expected):
+    record = RunRecord(tmp_path, overrides=["a=1", "b=2"])
+    if status != "running":
+        record.finish(status)
+    assert RunRecord.completed(tmp_path, asked) is expected
+
+
+def test_completed_is_false_for_an_empty_folder(tmp_path):
+    assert RunRecord.completed(tmp_path, []) is False
+
+
+@pytest.mark.parametrize(
+    ("override_dirname", "expected"),
+    [
+        ("backbone=resnet18,optim.lr=0.001", "backbone=resnet18,optim.lr=0.001"),
+        ("dataset.root=/data/cherry", "dataset.root=_data_cherry"),
+        ("+exp=a b/c", "+exp=a_b_c"),
+    ],
+)
+def test_job_dirname_sanitises_slashes_and_spaces(override_dirname, expected):
+    name = _job_dirname(override_dirname, 0)
+    assert name == expected
+    assert "/" not in name and " " not in name
+    assert _job_dirname(override_dirname, 5) == name, "stable across job numbers"
+
+
+@pytest.mark.parametrize("empty", ["", "//", "   "])
+def test_job_dirname_of_no_overrides_is_the_job_number(empty):
+    assert _job_dirname(empty, 3) == "job3"

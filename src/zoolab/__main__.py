@@ -55,9 +55,9 @@ def run(cfg: DictConfig) -> float | None:
         record.update(exp=cfg.exp, exp_id=cfg.exp_id, task=cfg.task.name, seed=cfg.seed,
                       config_hash=config_hash(cfg), smoke=bool(cfg.get("smoke")),
                       reported=cfg.reported, report=cfg.report)
-        from zoolab.train import train_and_evaluate
+        from hydra.utils import get_object
 
-        train_and_evaluate(cfg, run_dir, record)
+        get_object(cfg.task.runner)(cfg, run_dir, record)
         record.finish("ok")
         print(f"zoolab: run folder {run_dir}")
         return None

@@ -33,6 +33,8 @@ class TaskConfig:
     monitor: str
     monitor_mode: str
     module: Any
+    runner: str = "zoolab.train.train_and_evaluate"
+    stages: Any = None
 
 
 @dataclasses.dataclass
@@ -175,6 +177,21 @@ def _cli_value_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return result
 
 
+def _cap_epochs(node: Any, limit: int, skip: tuple[str, ...] = ("reported", "report", "trainer")) -> None:
+    """Cap every integer ``*epochs`` value (stage lengths, cRT or hard-mining epochs, ...) at the smoke
+    run's epoch count, so no family-specific schedule turns a smoke run into a long one."""
+    if not isinstance(node, DictConfig):
+        return
+    for key in node.keys():
+        if key in skip or OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+            continue
+        value = node[key]
+        if isinstance(value, DictConfig):
+            _cap_epochs(value, limit, ())
+        elif str(key).endswith("epochs") and isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            node[key] = limit
+
+
 def apply_smoke(cfg: DictConfig, overrides: list[str], dataset_choice: str | None = None) -> DictConfig:
     """Make ``+smoke=...`` win whatever the command-line order, while explicit key=value overrides win
     over smoke: swap in the family's synthetic dataset (keeping the class list) unless it is already the
@@ -194,6 +211,7 @@ def apply_smoke(cfg: DictConfig, overrides: list[str], dataset_choice: str | Non
     with open_dict(cfg):
         cfg.dataset = synthetic
         cfg.merge_with(smoke_values)
+        _cap_epochs(cfg, int(cfg.trainer.max_epochs))
         for key, value in _cli_value_overrides(overrides):
             if key.split(".")[0] != "smoke":
                 OmegaConf.update(cfg, key, value, force_add=True)

@@ -10,6 +10,7 @@ import csv
 import io
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,16 +21,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
 
-__all__ = ["build_task", "train_and_evaluate"]
+__all__ = ["build_task", "fit", "evaluate", "train_and_evaluate"]
 
 log = logging.getLogger(__name__)
+# zoolab keeps metrics.csv across a resume itself (see _keep_training_curves); Lightning's warning that
+# the non-empty run folder's logs will be deleted is wrong here.
+warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
 
 
 def _optional(node):
     return instantiate(node) if node else None
 
 
-def build_task(cfg: DictConfig, datamodule) -> L.LightningModule:
+def build_task(cfg: DictConfig, class_names: list[str]) -> L.LightningModule:
     """Instantiate the family's task module from the component groups."""
     return instantiate(cfg.task.module)(
         backbone=instantiate(cfg.backbone),
@@ -38,14 +42,25 @@ def build_task(cfg: DictConfig, datamodule) -> L.LightningModule:
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
         scheduler=_optional(cfg.sched),
-        class_names=datamodule.class_names,
+        class_names=list(class_names),
     )
 
 
-def _build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
+def _build_trainer(cfg: DictConfig, out_dir: Path, max_epochs: int | None = None) -> L.Trainer:
+    """A Trainer whose checkpoints and logs go to ``out_dir`` (the run folder or a stage folder in it)."""
+    def build(node):
+        kwargs = {}
+        if "dirpath" in node:
+            kwargs["dirpath"] = str(out_dir / "checkpoints")
+        if "save_dir" in node:
+            kwargs["save_dir"] = str(out_dir)
+        return instantiate(node, **kwargs)
+
+    callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c]
+    loggers = [build(c) for c in (cfg.logger or {}).values() if c]
+    extra = {"max_epochs": max_epochs} if max_epochs is not None else {}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out_dir),
+                       **extra)
 
 
 def _load_weights(task: L.LightningModule, ckpt_path: Path) -> None:
@@ -98,49 +113,62 @@ def _keep_training_curves(run_dir: Path, resumed_step: int | None):
         kept.unlink()
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
-    """Fit (resuming from ``checkpoints/last.ckpt`` when the folder has one) and evaluate every split."""
-    L.seed_everything(cfg.seed, workers=True)
-    with record.phase("setup"):
-        datamodule = instantiate(cfg.dataset)
-        datamodule.setup()
-        task = build_task(cfg, datamodule)
-        trainer = _build_trainer(cfg, run_dir)
-        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    record.update(params=task.parameter_counts())
-
-    last = run_dir / "checkpoints" / "last.ckpt"
+def fit(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord, stage: str = "",
+        max_epochs: int | None = None) -> L.Trainer:
+    """Fit ``task``, resuming from ``<stage>/checkpoints/last.ckpt`` when present; load the best weights."""
+    stage_dir = run_dir / stage if stage else run_dir
+    trainer = _build_trainer(cfg, stage_dir, max_epochs)
+    last = stage_dir / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() else None
     resumed_step = None
+    prefix = f"{stage}_" if stage else ""
     if resume:
         state = torch.load(resume, map_location="cpu", weights_only=True)
         resumed_step = state.get("global_step")
         log.info("resuming from %s (epoch %s)", resume, state.get("epoch"))
-        record.update(resumed_from=str(resume.relative_to(run_dir)), resumed_at_epoch=state.get("epoch"))
-    with record.phase("fit"), _keep_training_curves(run_dir, resumed_step):
+        record.update(**{f"{prefix}resumed_from": str(resume.relative_to(run_dir)),
+                         f"{prefix}resumed_at_epoch": state.get("epoch")})
+    with record.phase(f"{prefix}fit"), _keep_training_curves(stage_dir, resumed_step):
         trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
 
     best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None
     best = best if best and best.is_file() else last
     if best.is_file():
         _load_weights(task, best)
-        record.update(best_checkpoint=str(best.relative_to(run_dir)), best_epoch=torch.load(
-            best, map_location="cpu", weights_only=True).get("epoch"))
+        epoch = torch.load(best, map_location="cpu", weights_only=True).get("epoch")
+        record.update(**{f"{prefix}best_checkpoint": str(best.relative_to(run_dir)), f"{prefix}best_epoch": epoch})
+    return trainer
 
+
+def evaluate(cfg: DictConfig, task, trainer: L.Trainer, datamodule, run_dir: Path, record: RunRecord) -> dict:
+    """Evaluate every held-out split, measure latency, export weights, write ``<split>_metrics.json``."""
     results = {}
-    plots = run_dir / "plots"
     with record.phase("evaluate"):
         for split in datamodule.eval_splits:
             trainer.test(task, dataloaders=datamodule.loader(split), verbose=False)
-            results[split] = task.split_metrics(split, plots)
+            results[split] = task.split_metrics(split, run_dir / "plots")
     with record.phase("latency"):
         latency = task.measure_latency()
     record.update(model_size_mb=_export(task, run_dir))
 
     smoke = bool(cfg.get("smoke"))
+    final = "test" if "test" in results else "val"
     for split, metrics in results.items():
-        if smoke and split != "test":
+        if smoke and split != final:
             continue
-        metrics = {**metrics, **(latency if split in ("test", "smoke") or "test" not in results else {})}
+        metrics = {**metrics, **(latency if split == final else {})}
         write_json_atomic(run_dir / f"{'smoke' if smoke else split}_metrics.json", metrics)
     return results
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
+    """The default runner: build, fit (resuming when the folder has a last.ckpt), evaluate every split."""
+    L.seed_everything(cfg.seed, workers=True)
+    with record.phase("setup"):
+        datamodule = instantiate(cfg.dataset)
+        datamodule.setup()
+        task = build_task(cfg, datamodule.class_names)
+        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    record.update(params=task.parameter_counts())
+    trainer = fit(cfg, task, datamodule, run_dir, record)
+    return evaluate(cfg, task, trainer, datamodule, run_dir, record)

@@ -82,3 +82,11 @@ def test_config_hash_tracks_values(compose):
     cfg_b, _ = compose(["+exp=cherry_resnet18_aug_unnorm", "optim.lr=0.5"])
     assert config_hash(cfg_a) != config_hash(cfg_b)
     assert config_hash(cfg_a) == config_hash(OmegaConf.create(OmegaConf.to_container(cfg_a, resolve=True)))
+
+
+def test_smoke_caps_family_epoch_counts(compose):
+    overrides = ["+exp=cherry_resnet50_two_stage", "+smoke=cpu"]
+    cfg, choices = compose(overrides)
+    cfg = prepare_config(cfg, overrides, choices.get("dataset"))
+    assert cfg.task.stages.stage1_epochs == 2 and cfg.task.stages.stage2_epochs == 2
+    assert cfg.reported  # provenance untouched

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from zoolab.results import reports
 from zoolab.results.aggregate import any_failed, find_runs, grouped_markdown, load_run, write_tables
-from zoolab.results.aggregate import write_text_atomic
+from zoolab.runfolder import write_text_atomic
 
 __all__ = ["main"]
 

@@ -13,16 +13,17 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import yaml
 
+from zoolab.runfolder import write_text_atomic
+
 __all__ = [
     "SPLITS", "PREFERRED_METRICS", "find_runs", "load_run", "flatten_metrics", "group_rows",
     "format_mean_std", "any_failed", "write_tables", "grouped_markdown", "runs_markdown",
-    "default_key_metrics", "error_line", "write_text_atomic",
+    "default_key_metrics", "error_line",
 ]
 
 SPLITS = ("test", "val", "smoke")
@@ -105,20 +106,6 @@ def error_line(error: Any, limit: int = 200) -> str:
         return "unknown error"
     line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temp file beside ``path`` and ``os.replace`` it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------------------------- rows and groups

@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.epochs < 2:
         raise SystemExit("--epochs must be >= 2 (the first epoch is discarded as warm-up)")
 
-    import lightning  # noqa: F401  (imported first: it sets its loggers' levels on import)
+    import lightning  # before setting log levels: importing it sets its loggers' levels
 
     warnings.filterwarnings("ignore", module=r"lightning(\..*)?")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):

@@ -26,7 +26,7 @@ from omegaconf import DictConfig  # noqa: E402
 from zoolab.config import CONF_DIR, config_hash, prepare_config  # noqa: E402
 from zoolab.errors import ZoolabError  # noqa: E402
 from zoolab.resolvers import register_resolvers  # noqa: E402
-from zoolab.runfolder import RunRecord  # noqa: E402
+from zoolab.runfolder import RunRecord, read_json  # noqa: E402
 
 log = logging.getLogger("zoolab")
 
@@ -49,7 +49,19 @@ def run(cfg: DictConfig) -> float | None:
         log.info("skipping %s: run.json says ok (sweep resume)", run_dir)
         return None
 
-    record = RunRecord(run_dir, overrides=overrides, exp=hydra_cfg.runtime.choices.get("exp", "default"))
+    exp = hydra_cfg.runtime.choices.get("exp") or "default"
+    previous = read_json(run_dir / "run.json")
+    if previous and previous.get("exp") not in (None, exp):
+        error = ZoolabError(
+            f"{run_dir} holds a run of experiment '{previous.get('exp')}', not '{exp}', and reusing it would "
+            "resume the wrong checkpoint", where="hydra.run.dir / hydra.sweep.dir",
+            fix="choose another folder, or delete that one")
+        if multirun:
+            log.error("job skipped: %s", error)
+            return None
+        print(f"zoolab: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    record = RunRecord(run_dir, overrides=overrides, exp=exp)
     try:
         cfg = prepare_config(cfg, overrides, hydra_cfg.runtime.choices.get("dataset"))
         record.update(exp=cfg.exp, exp_id=cfg.exp_id, task=cfg.task.name, seed=cfg.seed,

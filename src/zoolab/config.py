@@ -24,6 +24,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("task", "dataset", "backbone", "adapter", "head", "loss", "optim", "sched", "trainer",
           "logger", "callbacks", "exp", "smoke")
 _SPECIAL = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+_DATA_SOURCE_KEYS = {"_target_", "root", "cache", "root_env"}
 
 
 @dataclasses.dataclass
@@ -35,6 +36,7 @@ class TaskConfig:
     module: Any
     runner: str = "zoolab.train.train_and_evaluate"
     stages: Any = None
+    smoke: Any = None
 
 
 @dataclasses.dataclass
@@ -200,17 +202,16 @@ def apply_smoke(cfg: DictConfig, overrides: list[str], dataset_choice: str | Non
         return cfg
     synthetic_name = cfg.task.synthetic_dataset
     dataset_file = CONF_DIR / "dataset" / f"{synthetic_name}.yaml"
-    synthetic = cfg.dataset if dataset_choice == synthetic_name else OmegaConf.load(dataset_file)
-    if "classes" in synthetic and "classes" in cfg.dataset:
-        synthetic.classes = cfg.dataset.classes
-    if "relabel" in synthetic and "relabel" in cfg.dataset:
-        synthetic.relabel = cfg.dataset.relabel
-    if "augment" in synthetic and "augment" in cfg.dataset:
-        synthetic.augment = cfg.dataset.augment
+    chosen = dataset_choice == synthetic_name
+    synthetic = cfg.dataset if chosen else OmegaConf.load(dataset_file)
+    for key in [] if chosen else synthetic:
+        # Only the data source changes: the experiment's settings of the same keys carry over.
+        if key not in _DATA_SOURCE_KEYS and key in cfg.dataset:
+            synthetic[key] = cfg.dataset._get_node(key)
     smoke_values = OmegaConf.masked_copy(cfg.smoke, [k for k in cfg.smoke if k != "name"])
     with open_dict(cfg):
         cfg.dataset = synthetic
-        cfg.merge_with(smoke_values)
+        cfg.merge_with(smoke_values, cfg.task.get("smoke") or {})
         _cap_epochs(cfg, int(cfg.trainer.max_epochs))
         for key, value in _cli_value_overrides(overrides):
             if key.split(".")[0] != "smoke":

@@ -19,9 +19,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from zoolab.errors import ZoolabError
 from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
 
-__all__ = ["build_task", "fit", "evaluate", "train_and_evaluate"]
+__all__ = ["build_task", "fit", "evaluate", "evaluate_splits", "write_split_metrics", "train_and_evaluate"]
 
 log = logging.getLogger(__name__)
 # zoolab keeps metrics.csv across a resume itself (see _keep_training_curves); Lightning's warning that
@@ -46,7 +47,7 @@ def build_task(cfg: DictConfig, class_names: list[str]) -> L.LightningModule:
     )
 
 
-def _build_trainer(cfg: DictConfig, out_dir: Path, max_epochs: int | None = None) -> L.Trainer:
+def _build_trainer(cfg: DictConfig, out_dir: Path, overrides: dict | None = None) -> L.Trainer:
     """A Trainer whose checkpoints and logs go to ``out_dir`` (the run folder or a stage folder in it)."""
     def build(node):
         kwargs = {}
@@ -58,9 +59,8 @@ def _build_trainer(cfg: DictConfig, out_dir: Path, max_epochs: int | None = None
 
     callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c]
     loggers = [build(c) for c in (cfg.logger or {}).values() if c]
-    extra = {"max_epochs": max_epochs} if max_epochs is not None else {}
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out_dir),
-                       **extra)
+                       **(overrides or {}))
 
 
 def _load_weights(task: L.LightningModule, ckpt_path: Path) -> None:
@@ -114,10 +114,13 @@ def _keep_training_curves(run_dir: Path, resumed_step: int | None):
 
 
 def fit(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord, stage: str = "",
-        max_epochs: int | None = None) -> L.Trainer:
-    """Fit ``task``, resuming from ``<stage>/checkpoints/last.ckpt`` when present; load the best weights."""
+        phase: str = "fit", trainer_overrides: dict | None = None) -> L.Trainer:
+    """Fit ``task``, resuming from ``<stage>/checkpoints/last.ckpt`` when present; load the best weights.
+
+    ``stage`` names a sub-folder for multi-stage methods; ``phase`` is the ``run.json`` timing key.
+    """
     stage_dir = run_dir / stage if stage else run_dir
-    trainer = _build_trainer(cfg, stage_dir, max_epochs)
+    trainer = _build_trainer(cfg, stage_dir, trainer_overrides)
     last = stage_dir / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() else None
     resumed_step = None
@@ -128,7 +131,7 @@ def fit(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord, sta
         log.info("resuming from %s (epoch %s)", resume, state.get("epoch"))
         record.update(**{f"{prefix}resumed_from": str(resume.relative_to(run_dir)),
                          f"{prefix}resumed_at_epoch": state.get("epoch")})
-    with record.phase(f"{prefix}fit"), _keep_training_curves(stage_dir, resumed_step):
+    with record.phase(f"{prefix}{phase}"), _keep_training_curves(stage_dir, resumed_step):
         trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
 
     best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None
@@ -140,24 +143,35 @@ def fit(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord, sta
     return trainer
 
 
-def evaluate(cfg: DictConfig, task, trainer: L.Trainer, datamodule, run_dir: Path, record: RunRecord) -> dict:
-    """Evaluate every held-out split, measure latency, export weights, write ``<split>_metrics.json``."""
+def evaluate_splits(task, trainer: L.Trainer, datamodule, run_dir: Path) -> dict[str, dict]:
+    """Run every held-out split through ``task`` and collect its ``split_metrics`` (val before test)."""
     results = {}
-    with record.phase("evaluate"):
-        for split in datamodule.eval_splits:
-            trainer.test(task, dataloaders=datamodule.loader(split), verbose=False)
-            results[split] = task.split_metrics(split, run_dir / "plots")
-    with record.phase("latency"):
-        latency = task.measure_latency()
-    record.update(model_size_mb=_export(task, run_dir))
+    for split in datamodule.eval_splits:
+        trainer.test(task, dataloaders=datamodule.loader(split), verbose=False)
+        results[split] = task.split_metrics(split, run_dir / "plots")
+    return results
 
+
+def write_split_metrics(cfg: DictConfig, results: dict[str, dict], run_dir: Path, extra: dict) -> None:
+    """``<split>_metrics.json`` per split; a smoke run writes only its final split, as ``smoke_metrics.json``.
+    ``extra`` (e.g. latency) goes into the final split's file."""
     smoke = bool(cfg.get("smoke"))
     final = "test" if "test" in results else "val"
     for split, metrics in results.items():
         if smoke and split != final:
             continue
-        metrics = {**metrics, **(latency if split == final else {})}
+        metrics = {**metrics, **(extra if split == final else {})}
         write_json_atomic(run_dir / f"{'smoke' if smoke else split}_metrics.json", metrics)
+
+
+def evaluate(cfg: DictConfig, task, trainer: L.Trainer, datamodule, run_dir: Path, record: RunRecord) -> dict:
+    """Evaluate every held-out split, measure latency, export weights, write ``<split>_metrics.json``."""
+    with record.phase("evaluate"):
+        results = evaluate_splits(task, trainer, datamodule, run_dir)
+    with record.phase("latency"):
+        latency = task.measure_latency()
+    record.update(model_size_mb=_export(task, run_dir))
+    write_split_metrics(cfg, results, run_dir, extra=latency)
     return results
 
 
@@ -170,5 +184,25 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dic
         task = build_task(cfg, datamodule.class_names)
         write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     record.update(params=task.parameter_counts())
+    if cfg.get("ckpt"):
+        return evaluate_checkpoint(cfg, task, datamodule, run_dir, record)
     trainer = fit(cfg, task, datamodule, run_dir, record)
     return evaluate(cfg, task, trainer, datamodule, run_dir, record)
+
+
+def evaluate_checkpoint(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord) -> dict:
+    """``ckpt=PATH``: evaluate a zoolab checkpoint (``*.ckpt`` or exported ``model.safetensors``), no training."""
+    path = Path(cfg.ckpt).expanduser()
+    if not path.is_file():
+        raise ZoolabError(f"checkpoint '{cfg.ckpt}' does not exist", where="ckpt",
+                          fix="point ckpt at a run folder's checkpoints/best.ckpt or checkpoints/model.safetensors")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        task.backbone.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("backbone.")})
+        task.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+    else:
+        _load_weights(task, path)
+    record.update(evaluated_checkpoint=str(path))
+    return evaluate(cfg, task, _build_trainer(cfg, run_dir), datamodule, run_dir, record)

@@ -72,3 +72,13 @@ def test_missing_pretrained_weights(tmp_path, cache_dir):
     proc = run_cli(["+exp=cherry_resnet18_aug_unnorm", "+smoke=cpu", *FAST, "backbone.pretrained=true",
                     "backbone.weights=/nonexistent/resnet18.safetensors", f"hydra.run.dir={run_dir}"], REPO)
     _assert_clean_failure(proc, run_dir, "backbone.weights", "does not exist")
+
+
+def test_reusing_a_folder_of_another_experiment_is_refused(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"exp": "cherry_resnet50_aug", "status": "ok"}))
+    proc = run_cli(["+exp=cherry_resnet18_aug_unnorm", "+smoke=cpu", f"hydra.run.dir={run_dir}"], REPO)
+    assert proc.returncode == 1
+    assert "holds a run of experiment 'cherry_resnet50_aug'" in proc.stderr
+    assert json.loads((run_dir / "run.json").read_text())["exp"] == "cherry_resnet50_aug"

@@ -46,3 +46,12 @@ def test_sweep_aggregates_survives_failure_and_resumes(tmp_path, cache_dir):
     (sweep / "results.tsv").unlink()
     proc = run_cli([str(sweep)], REPO, module="zoolab.results")
     assert proc.returncode == 1 and (sweep / "results.tsv").is_file()
+
+
+def test_sweep_over_experiments_gives_each_its_own_folder(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "+exp=cherry_resnet18_aug_unnorm,cherry_mobilenetv3_large", "+smoke=cpu",
+                    "dataset.augment=bogus", f"hydra.sweep.dir={sweep}"], REPO)
+    assert proc.returncode == 1
+    exps = sorted(json.loads(p.read_text())["exp"] for p in sweep.glob("*/run.json"))
+    assert exps == ["cherry_mobilenetv3_large", "cherry_resnet18_aug_unnorm"]

@@ -142,3 +142,9 @@ def test_dinov2_vits14_config_gives_384_features_at_224(dinov2):
 def test_dinov2_vits14_config_accepts_64_px_smoke_inputs(dinov2):
     with torch.no_grad():
         assert dinov2(torch.rand(2, 3, 64, 64) * 255).shape == (2, 384)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_large_100", "efficientnet_b0", "convnextv2_tiny"])
+def test_num_features_is_the_pooled_output_width(name):
+    backbone = TimmBackbone(name, input_size=32).eval()
+    assert backbone(torch.rand(2, 3, 32, 32) * 255).shape == (2, backbone.num_features)

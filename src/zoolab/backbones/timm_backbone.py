@@ -101,7 +101,8 @@ class TimmBackbone(nn.Module):
             kwargs["pretrained_cfg_overlay"] = dict(file=resolve_local_weights(name, weights))
         self.name = name
         self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
-        self.num_features: int = self.model.num_features
+        # Pooled width: MobileNetV3's pre-logits conv makes it head_hidden_size (1280), not num_features (960).
+        self.num_features: int = getattr(self.model, "head_hidden_size", None) or self.model.num_features
         self.input_size = input_size
         self.normalize = normalize
         data_cfg = timm.data.resolve_model_data_config(self.model)

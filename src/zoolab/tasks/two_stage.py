@@ -74,7 +74,8 @@ def train_two_stage(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
         stage1 = build_task(cfg, binary_classes)
         write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    fit(cfg, stage1, binary, run_dir, record, stage="stage1", max_epochs=stages.stage1_epochs)
+    fit(cfg, stage1, binary, run_dir, record, stage="stage1",
+        trainer_overrides={"max_epochs": stages.stage1_epochs})
 
     with record.phase("relabel"):
         plain = build_transform(binary.image_size, "none", train=False)
@@ -94,5 +95,5 @@ def train_two_stage(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     stage2.backbone.load_state_dict(stage1.backbone.state_dict())
     stage2.head.fc = grow_head(stage1.head.fc, [to_three[0], to_three[1]])
     record.update(params=stage2.parameter_counts())
-    trainer = fit(cfg, stage2, three, run_dir, record, max_epochs=stages.stage2_epochs)
+    trainer = fit(cfg, stage2, three, run_dir, record, trainer_overrides={"max_epochs": stages.stage2_epochs})
     return evaluate(cfg, stage2, trainer, three, run_dir, record)

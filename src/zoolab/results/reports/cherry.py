@@ -193,9 +193,16 @@ def _threshold_note(groups: list[dict]) -> str:
 
 
 def render(rows: Sequence[dict]) -> str:
-    """Markdown: smoke warning (if any), the results table with notes, and the pit-threshold table."""
-    groups = sorted(group_rows(rows), key=lambda g: (g["exp_id"] is None, _natural(g["exp_id"]),
-                                                     _natural(g["exp"]), g["group_overrides"]))
+    """Markdown: smoke warning (if any), the results table with notes, and the pit-threshold table.
+
+    Rows follow the report (``report.order`` of each exp), then exp_id.
+    """
+    def report_order(group: dict) -> tuple:
+        order = (group.get("report") or {}).get("order")
+        return (order is None, order if isinstance(order, (int, float)) else 0, group["exp_id"] is None,
+                _natural(group["exp_id"]), _natural(group["exp"]), group["group_overrides"])
+
+    groups = sorted(group_rows(rows), key=report_order)
     if not groups:
         return "No cherry runs found.\n"
     lines = [f"> **{SMOKE_NOTE}**", ""] if any(g["smoke"] for g in groups) else []

@@ -1,0 +1,161 @@
+"""Cached-embedding datasets: group split, background-class augmentation and embedding normalisation.
+
+Definitions (the report's run labels use these knobs):
+
+- Split: a fixed group split (``test_size`` of the groups, ``split_seed``; no group in two splits), then a
+  validation part taken from the training groups (``val_size``) for early stopping and calibration.
+- ``bg`` (background-class augmentation): the cache's background class is added to *training* at most
+  ``bg`` times the median foreground class count of the training split (``bg5``: five times the median);
+  ``null`` adds all of it, ``0`` none. Validation and test keep all their background samples, and the
+  ``_fg`` metrics leave the background class out of the averages.
+- ``balnorm``: every embedding is L2-normalised before anything else (unit norm, so encoders with large
+  activations do not dominate the MLP's first layer).
+- ``standardize``: ``none``, ``center`` (subtract the training mean) or ``standardize`` (also divide by the
+  training std). Statistics come from the training split only and are stored with the head.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+from zoolab.errors import ZoolabError
+
+__all__ = ["EmbeddingDataModule"]
+
+log = logging.getLogger(__name__)
+STANDARDIZE = ("none", "center", "standardize")
+
+
+class EmbeddingDataModule(L.LightningDataModule):
+    """Train/val/test loaders over one embedding cache (``zoolab.data.embedding_cache`` format).
+
+    Args:
+        cache: path of the cache file.
+        name: dataset name used in run labels (``qwen_dataset``).
+        encoder: encoder family of the cache, used in run labels (``dinov3_vitl16``).
+        background: name of the background class in the cache, or None.
+        bg: background-class augmentation factor (see module docstring).
+        balnorm: L2-normalise embeddings.
+        standardize: ``none`` | ``center`` | ``standardize`` (training statistics).
+        sampler: ``natural`` or ``balanced`` (class-balanced sampling with replacement).
+    """
+
+    def __init__(
+        self,
+        cache: str,
+        name: str = "dataset",
+        encoder: str = "encoder",
+        background: str | None = "background",
+        bg: float | None = 5,
+        balnorm: bool = True,
+        standardize: str = "none",
+        test_size: float = 0.2,
+        val_size: float = 0.1,
+        split_seed: int = 42,
+        batch_size: int = 256,
+        sampler: str = "natural",
+    ) -> None:
+        super().__init__()
+        if standardize not in STANDARDIZE:
+            raise ZoolabError(f"unknown dataset.standardize '{standardize}'", where="dataset.standardize",
+                              fix=f"use one of {', '.join(STANDARDIZE)}")
+        if sampler not in ("natural", "balanced"):
+            raise ZoolabError(f"unknown dataset.sampler '{sampler}'", where="dataset.sampler",
+                              fix="use natural or balanced")
+        self.cache_path = cache
+        self.name, self.encoder = name, encoder
+        self.background = background
+        self.bg = bg
+        self.balnorm = balnorm
+        self.standardize = standardize
+        self.test_size, self.val_size, self.split_seed = test_size, val_size, split_seed
+        self.batch_size = batch_size
+        self.sampler = sampler
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.class_names: list[str] = []
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def dim(self) -> int:
+        return int(self.tensors["train"][0].shape[1])
+
+    @property
+    def background_index(self) -> int | None:
+        return self.class_names.index(self.background) if self.background in self.class_names else None
+
+    @property
+    def eval_splits(self) -> list[str]:
+        return [s for s in ("val", "test") if s in self.tensors]
+
+    def train_counts(self) -> torch.Tensor:
+        labels = self.tensors["train"][1]
+        return torch.bincount(labels, minlength=self.num_classes).float()
+
+    def _subsample_background(self, idx: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        bg_index = self.background_index
+        if bg_index is None or self.bg is None:
+            return idx
+        is_bg = labels[idx] == bg_index
+        fg_counts = np.bincount(labels[idx][~is_bg], minlength=self.num_classes)
+        fg_counts = fg_counts[np.arange(self.num_classes) != bg_index]
+        keep = int(self.bg * np.median(fg_counts[fg_counts > 0])) if (fg_counts > 0).any() else 0
+        bg_idx = idx[is_bg]
+        if len(bg_idx) > keep:
+            bg_idx = rng.choice(bg_idx, size=keep, replace=False)
+        return np.sort(np.concatenate([idx[~is_bg], bg_idx]))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        from zoolab.data.embedding_cache import load_cache
+        from zoolab.data.group_split import train_val_test_split
+
+        cache = load_cache(self.cache_path)
+        self.class_names = list(cache.class_names)
+        if self.background is not None and self.background not in self.class_names:
+            log.warning("background class '%s' not in the cache; no background augmentation", self.background)
+        x = cache.embeddings.float()
+        if self.balnorm:
+            x = torch.nn.functional.normalize(x, dim=1)
+        labels = cache.labels.numpy()
+        train, val, test = train_val_test_split(cache.groups.numpy(), self.test_size, self.val_size, self.split_seed)
+        train = self._subsample_background(train, labels, np.random.default_rng(self.split_seed))
+        self.mean = x[train].mean(0) if self.standardize != "none" else torch.zeros(x.shape[1])
+        self.std = x[train].std(0).clamp_min(1e-6) if self.standardize == "standardize" else torch.ones(x.shape[1])
+        x = (x - self.mean) / self.std
+        y = cache.labels.long()
+        for split, idx in (("train", train), ("val", val), ("test", test)):
+            if len(idx):
+                index = torch.as_tensor(idx, dtype=torch.long)
+                self.tensors[split] = (x[index].contiguous(), y[index].contiguous())
+
+    def loader(self, split: str, shuffle: bool = False, balanced: bool = False) -> DataLoader:
+        x, y = self.tensors[split]
+        dataset = TensorDataset(x, y)
+        if balanced:
+            counts = torch.bincount(y, minlength=self.num_classes).float()
+            weights = (1.0 / counts.clamp_min(1))[y]
+            num = int(counts.max().item()) * int((counts > 0).sum().item())
+            return DataLoader(dataset, batch_size=self.batch_size,
+                              sampler=WeightedRandomSampler(weights, num_samples=num, replacement=True))
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        crt = getattr(self.trainer.lightning_module, "in_crt_phase", False) if self.trainer else False
+        return self.loader("train", shuffle=True, balanced=crt or self.sampler == "balanced")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test" if "test" in self.tensors else "val")

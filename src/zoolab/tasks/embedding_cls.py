@@ -1,0 +1,318 @@
+"""Embedding classifiers: an MLP head on cached frozen-encoder embeddings, with long-tail knobs.
+
+Training options (each a ``task.module`` value; profiles in ``conf/profile`` bundle them):
+
+- class weights ``none`` / ``inverse`` / ``effective`` (Cui et al. 2019, β) in the cross-entropy;
+- logit adjustment (Menon et al. 2021) ``train`` (loss on f(x) + τ log π), ``inference`` (argmax of
+  f(x) − τ log π), ``both``; π are training-split class frequencies, stored with the model;
+- input mixup (α) or manifold mixup (same λ, mixed at a random hidden layer of the MLP);
+- feature-space augmentation: Gaussian noise (σ × training std) and channel scaling (1 + δ·N(0,1));
+- online hard-example mining in the last ``hard_mining_epochs`` epochs (loss over the hardest
+  ``hard_mining_fraction`` of each batch);
+- supervised-contrastive auxiliary loss on a projection head; center loss with its own optimiser group;
+- cRT (Kang et al. 2020): after the main phase, re-initialise the classifier layer, freeze the rest and
+  retrain it for ``crt_epochs`` with a class-balanced sampler;
+- temperature calibration (Guo et al. 2017): T fitted on validation NLL after training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from zoolab.errors import ZoolabError
+from zoolab.params import count_parameters
+from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
+
+__all__ = ["EmbeddingClassificationTask", "train_embedding_classifier", "run_label"]
+
+log = logging.getLogger(__name__)
+LOGIT_ADJUST = ("none", "train", "inference", "both")
+
+
+class EmbeddingClassificationTask(L.LightningModule):
+    def __init__(
+        self,
+        head: Callable[..., nn.Module],
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        class_names: list[str],
+        in_features: int,
+        train_counts: torch.Tensor,
+        background: str | None = None,
+        scheduler: Callable | None = None,
+        class_weights: str = "none",
+        beta: float = 0.9999,
+        logit_adjust: str = "none",
+        tau: float = 1.0,
+        mixup_alpha: float = 0.0,
+        manifold_mixup: bool = False,
+        feature_noise: float = 0.0,
+        channel_scale: float = 0.0,
+        hard_mining_epochs: int = 0,
+        hard_mining_fraction: float = 0.5,
+        supcon_weight: float = 0.0,
+        supcon_temperature: float = 0.07,
+        projection_dim: int = 128,
+        center_weight: float = 0.0,
+        center_lr: float = 0.5,
+        crt_epochs: int = 0,
+        calibrate: bool = True,
+        main_epochs: int | None = None,
+    ) -> None:
+        super().__init__()
+        from zoolab.losses.long_tail import class_weights as make_weights
+        from zoolab.losses.long_tail import log_priors
+
+        if logit_adjust not in LOGIT_ADJUST:
+            raise ZoolabError(f"unknown logit_adjust '{logit_adjust}'", where="task.module.logit_adjust",
+                              fix=f"use one of {', '.join(LOGIT_ADJUST)}")
+        self.class_names = list(class_names)
+        self.background = background
+        self.head = head(in_features=in_features, num_classes=len(class_names))
+        self.loss_fn = loss
+        weight = make_weights(train_counts, class_weights, beta)
+        prior = log_priors(train_counts)
+        self.loss_fn.set_buffers(weight=weight, log_prior=prior if logit_adjust in ("train", "both") else None)
+        self.loss_fn.tau = tau
+        self.register_buffer("log_prior", prior)
+        self.register_buffer("temperature", torch.ones(()))
+        self.logit_adjust, self.tau = logit_adjust, tau
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.mixup_alpha, self.manifold_mixup = mixup_alpha, manifold_mixup
+        self.feature_noise, self.channel_scale = feature_noise, channel_scale
+        self.hard_mining_epochs, self.hard_mining_fraction = hard_mining_epochs, hard_mining_fraction
+        self.supcon_weight, self.center_weight, self.center_lr = supcon_weight, center_weight, center_lr
+        self.crt_epochs, self.calibrate = crt_epochs, calibrate
+        self.main_epochs = main_epochs
+        features = self.head.num_features
+        if supcon_weight > 0:
+            from zoolab.losses.supcon import SupConLoss
+
+            self.projection = nn.Sequential(nn.Linear(features, features), nn.ReLU(),
+                                            nn.Linear(features, projection_dim))
+            self.supcon = SupConLoss(temperature=supcon_temperature)
+        if center_weight > 0:
+            from zoolab.losses.center import CenterLoss
+
+            self.center_loss = CenterLoss(len(class_names), features)
+        self.register_buffer("feature_std", torch.ones(in_features))
+        self._outputs: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self.val_scores: list[float] = []
+
+    # ------------------------------------------------------------------ forward and inference logits
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits as deployed: temperature, then post-hoc logit adjustment if enabled."""
+        logits = self.head(x) / self.temperature
+        if self.logit_adjust in ("inference", "both"):
+            logits = logits - self.tau * self.log_prior
+        return logits
+
+    @property
+    def in_crt_phase(self) -> bool:
+        return self.crt_epochs > 0 and self.main_epochs is not None and self.current_epoch >= self.main_epochs
+
+    def components(self) -> dict[str, nn.Module]:
+        parts = {"head": self.head}
+        for name in ("projection", "center_loss"):
+            if hasattr(self, name):
+                parts[name] = getattr(self, name)
+        return parts
+
+    def parameter_counts(self) -> dict:
+        return count_parameters(self.components())
+
+    # ------------------------------------------------------------------ training
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        if self.feature_noise > 0:
+            x = x + self.feature_noise * self.feature_std * torch.randn_like(x)
+        if self.channel_scale > 0:
+            x = x * (1 + self.channel_scale * torch.randn(1, x.shape[1], device=x.device))
+        return x
+
+    def _mixed_logits(self, x: torch.Tensor, y: torch.Tensor):
+        """Logits and soft targets under input or manifold mixup (one λ and permutation per batch)."""
+        num_classes = len(self.class_names)
+        target = nn.functional.one_hot(y, num_classes).float()
+        if self.mixup_alpha <= 0 or self.in_crt_phase:
+            return self.head(x, labels=y), target, self.head.features(x)
+        lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))
+        perm = torch.randperm(x.shape[0], device=x.device)
+        mixed_target = lam * target + (1 - lam) * target[perm]
+        if self.manifold_mixup:
+            states = self.head.hidden_states(x)
+            layer = int(np.random.randint(0, len(states)))
+            h = lam * states[layer] + (1 - lam) * states[layer][perm]
+            return self.head.forward_from(h, layer), mixed_target, None
+        mixed = lam * x + (1 - lam) * x[perm]
+        return self.head(mixed), mixed_target, None
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        x = self._augment(x)
+        logits, target, features = self._mixed_logits(x, y)
+        hard = self.hard_mining_epochs > 0 and self.current_epoch >= (self.main_epochs or 0) - self.hard_mining_epochs
+        if hard and not self.in_crt_phase:
+            per_sample = self.loss_fn(logits, target, reduction="none")
+            k = max(1, math.ceil(self.hard_mining_fraction * len(per_sample)))
+            loss = per_sample.topk(k).values.mean()
+        else:
+            loss = self.loss_fn(logits, target)
+        if not self.in_crt_phase:
+            if self.supcon_weight > 0:
+                feats = self.head.features(x) if features is None else features
+                loss = loss + self.supcon_weight * self.supcon(self.projection(feats), y)
+            if self.center_weight > 0:
+                feats = self.head.features(x) if features is None else features
+                loss = loss + self.center_weight * self.center_loss(feats, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        if self.in_crt_phase and self.current_epoch == self.main_epochs:
+            self._start_crt()
+
+    def _start_crt(self) -> None:
+        """Re-initialise the classifier layer and train only it from here (class-balanced batches)."""
+        classifier = self.head.classifier
+        for module in classifier.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        self.requires_grad_(False)
+        classifier.requires_grad_(True)
+        log.info("cRT: classifier re-initialised; training it alone with a class-balanced sampler")
+
+    # ------------------------------------------------------------------ evaluation
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        self._outputs.append(self.head(x).detach())
+        self._labels.append(y)
+
+    def on_validation_epoch_start(self) -> None:
+        self._outputs, self._labels = [], []
+
+    def on_validation_epoch_end(self) -> None:
+        from zoolab.metrics.foreground import foreground_report
+
+        logits, labels = torch.cat(self._outputs), torch.cat(self._labels)
+        if self.logit_adjust in ("inference", "both"):
+            logits = logits - self.tau * self.log_prior
+        report = foreground_report(labels.cpu().numpy(), logits.argmax(1).cpu().numpy(), self.class_names,
+                                   self.background)
+        self.log("val/macro_f1_fg", report["macro_f1_fg"], prog_bar=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        self._outputs.append(self.head(x).detach())
+        self._labels.append(y)
+
+    def on_test_epoch_start(self) -> None:
+        self._outputs, self._labels = [], []
+
+    def raw_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat(self._outputs), torch.cat(self._labels)
+
+    def split_metrics(self, split: str, plots_dir: Path) -> dict:
+        from zoolab.metrics.calibration import expected_calibration_error, reliability_diagram
+        from zoolab.metrics.foreground import foreground_report
+
+        raw, labels = self.raw_outputs()
+        logits = raw / self.temperature
+        if self.logit_adjust in ("inference", "both"):
+            logits = logits - self.tau * self.log_prior
+        probs = logits.softmax(1).cpu().numpy()
+        y = labels.cpu().numpy()
+        metrics = foreground_report(y, probs.argmax(1), self.class_names, self.background)
+        metrics["ece"] = expected_calibration_error(probs, y, n_bins=15)
+        metrics["temperature"] = float(self.temperature)
+        reliability_diagram(probs, y, plots_dir / f"reliability_{split}.png", title=split)
+        return metrics
+
+    def fit_temperature(self, raw_logits: torch.Tensor, labels: torch.Tensor) -> float:
+        from zoolab.metrics.calibration import fit_temperature
+
+        temperature = fit_temperature(raw_logits.float(), labels)
+        self.temperature.fill_(temperature)
+        return temperature
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        params = [p for n, p in self.named_parameters() if not n.startswith("center_loss.")]
+        groups = [{"params": params}]
+        if hasattr(self, "center_loss"):
+            # The centres move at their own rate, independent of the loss weight (Wen et al. 2016).
+            groups.append({"params": list(self.center_loss.parameters()), "lr": self.center_lr,
+                           "weight_decay": 0.0})
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+
+
+def _num(value: float) -> str:
+    return f"{value:g}".replace(".", "p").replace("-", "m")
+
+
+def run_label(cfg: DictConfig, profile: str) -> str:
+    """The report's run label, e.g. ``qwen_dataset_dinov3_vitl16_mlp1024_512_mix0p1_balnorm_ls0p1_full_bg5``."""
+    d, m = cfg.dataset, cfg.task.module
+    parts = [d.name, d.encoder, "mlp" + "_".join(str(h) for h in cfg.head.hidden) if cfg.head.hidden else "linear"]
+    if m.mixup_alpha > 0:
+        parts.append(f"mix{_num(m.mixup_alpha)}")
+    if d.balnorm:
+        parts.append("balnorm")
+    parts += [f"ls{_num(cfg.loss.label_smoothing)}", profile]
+    if d.background and d.bg is not None:
+        parts.append(f"bg{_num(d.bg)}")
+    return "_".join(str(p) for p in parts)
+
+
+def train_embedding_classifier(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
+    """Runner: load the cache, train the head (+ cRT), calibrate on val, evaluate val and test."""
+    from zoolab.train import evaluate_splits, fit, write_split_metrics
+
+    L.seed_everything(cfg.seed, workers=True)
+    profile = (cfg.get("report") or {}).get("profile") or "custom"
+    with record.phase("load"):
+        datamodule = instantiate(cfg.dataset)
+        datamodule.setup()
+        main_epochs = int(cfg.trainer.max_epochs)
+        crt_epochs = int(cfg.task.module.crt_epochs)
+        task = instantiate(cfg.task.module)(
+            head=instantiate(cfg.head), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optim),
+            scheduler=instantiate(cfg.sched) if cfg.sched else None, class_names=datamodule.class_names,
+            in_features=datamodule.dim, train_counts=datamodule.train_counts(),
+            background=datamodule.background if datamodule.background_index is not None else None,
+            main_epochs=main_epochs)
+        task.feature_std.copy_(datamodule.tensors["train"][0].std(0))
+        label = run_label(cfg, profile)
+        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    record.update(params=task.parameter_counts(), label=label,
+                  report={**OmegaConf.to_container(cfg.report, resolve=True), "label": label})
+
+    overrides = {"max_epochs": main_epochs + crt_epochs}
+    if crt_epochs:
+        overrides["reload_dataloaders_every_n_epochs"] = 1
+    trainer = fit(cfg, task, datamodule, run_dir, record, phase="train", trainer_overrides=overrides)
+
+    with record.phase("calibrate"):
+        if task.calibrate:
+            trainer.test(task, dataloaders=datamodule.loader("val"), verbose=False)
+            record.update(temperature=task.fit_temperature(*task.raw_outputs()))
+    with record.phase("evaluate"):
+        results = evaluate_splits(task, trainer, datamodule, run_dir)
+    for metrics in results.values():
+        metrics["label"] = label
+    write_split_metrics(cfg, results, run_dir, extra={})
+    return results

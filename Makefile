@@ -9,8 +9,12 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Reports run on the embedded data with +smoke=cpu unless the real data root is set.
 CHERRY_SMOKE := $(if $(CHERRY_ROOT),,+smoke=cpu)
 STAMP_NOW := $(shell date +%Y-%m-%d_%H-%M-%S)
+# Classifier sweeps run on the embedded synthetic caches unless EMB_ROOT holds the real ones.
+EMB_DATA := $(if $(EMB_ROOT),,dataset=synthetic_embeddings)
+GEN2_EXPS := clf_dinov3_vits16_mlp256,clf_dinov3_vits16_mlp384,clf_dinov3_vitb16_mlp512,clf_dinov3_vitb16_mlp768,clf_dinov3_vitl16_mlp768_384,clf_dinov3_vitl16_mlp1024_512
 
-.PHONY: help install demo test test-slow bench reproduce-cherry clean
+.PHONY: help install demo test test-slow bench reproduce-cherry reproduce-classifier-sweep \
+	reproduce-classifier-second-gen reproduce-classifier-minimal clean
 
 help:
 	@echo "make demo              set up and train a cherry-pit classifier on the embedded data"
@@ -18,6 +22,9 @@ help:
 	@echo "make test-slow         the slow tests too"
 	@echo "make bench             benchmarks (training overhead, CPU latency)"
 	@echo "make reproduce-cherry  the cherry-pit report's experiments and table"
+	@echo "make reproduce-classifier-sweep       406-run embedding-classifier sweep and its tables"
+	@echo "make reproduce-classifier-second-gen  36-run second-generation sweep"
+	@echo "make reproduce-classifier-minimal     36-run minimal-baseline sweep + default-recipe run"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +55,26 @@ reproduce-cherry: install
 	-$(BIN)/python -m zoolab -m '+exp=glob(cherry_*)' $(CHERRY_SMOKE) \
 		hydra.sweep.dir=multirun/reproduce-cherry/$(STAMP_NOW)
 	$(BIN)/python -m zoolab.results multirun/reproduce-cherry/$(STAMP_NOW) --report cherry
+
+reproduce-classifier-sweep: install
+	-$(BIN)/python -m zoolab -m '+exp=glob(clf_*,exclude=clf_default_recipe)' $(EMB_DATA) \
+		profile=base,center_std,effective,hardmine,gelu_ln,calib,full loss.label_smoothing=0,0.1 \
+		hydra.sweep.dir=multirun/reproduce-classifier-sweep/$(STAMP_NOW)
+	$(BIN)/python -m zoolab.results multirun/reproduce-classifier-sweep/$(STAMP_NOW) --report classifier_sweep
+
+reproduce-classifier-second-gen: install
+	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
+		profile=arcface,full,logit_both,logit_infer,logit_train,supcon \
+		hydra.sweep.dir=multirun/reproduce-classifier-second-gen/$(STAMP_NOW)
+	$(BIN)/python -m zoolab.results multirun/reproduce-classifier-second-gen/$(STAMP_NOW) --report classifier_second_gen
+
+reproduce-classifier-minimal: install
+	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
+		profile=baseline_minimal,logit_train,logit_both,logit_infer,arcface,supcon +stack=minimal \
+		hydra.sweep.dir=multirun/reproduce-classifier-minimal/$(STAMP_NOW)
+	-$(BIN)/python -m zoolab +exp=clf_default_recipe $(EMB_DATA) \
+		hydra.run.dir=multirun/reproduce-classifier-minimal/$(STAMP_NOW)/default_recipe
+	$(BIN)/python -m zoolab.results multirun/reproduce-classifier-minimal/$(STAMP_NOW) --report classifier_minimal
 
 clean:
 	rm -rf runs .pytest_cache

@@ -35,8 +35,10 @@ class TaskConfig:
     monitor_mode: str
     module: Any
     runner: str = "zoolab.train.train_and_evaluate"
-    stages: Any = None
-    smoke: Any = None
+    stages: Any = None      # multi-stage methods (image_cls_two_stage)
+    smoke: Any = None       # the family's +smoke=cpu values
+    pooling: Any = None     # embed: cls | mean | both
+    chunk_size: Any = None  # embed: batches per resumable chunk
 
 
 @dataclasses.dataclass

@@ -29,11 +29,11 @@ def test_group_split_is_deterministic_per_seed() -> None:
 
 
 def test_group_count_uses_ceil_without_float_noise() -> None:
-    groups = np.repeat([f"img{i:02d}" for i in range(30)], 2)  # string groups work too
-    _, test = group_split(groups, test_size=0.1)  # 0.1 * 30 = 3.0000000000000004 -> 3, not 4
-    assert len(set(groups[test])) == 3
-    _, test = group_split(groups, test_size=0.15)  # ceil(4.5) = 5
-    assert len(set(groups[test])) == 5
+    groups = np.repeat([f"img{i:03d}" for i in range(100)], 2)  # string groups work too
+    _, test = group_split(groups, test_size=0.07)  # 0.07 * 100 = 7.000000000000001 -> 7, not 8
+    assert len(set(groups[test])) == 7
+    _, test = group_split(groups, test_size=0.155)  # ceil(15.5) = 16
+    assert len(set(groups[test])) == 16
 
 
 def test_bad_test_size_is_rejected() -> None:

@@ -113,9 +113,11 @@ def test_one_hot_soft_target_equals_hard_label_weighted_loss(smoothing: float) -
     hard = loss_fn(logits, target)
     soft = loss_fn(logits, F.one_hot(target, 3).float())
     assert soft.item() == hard.item()
-    torch.testing.assert_close(hard, F.cross_entropy(logits, target, weight=weight, label_smoothing=smoothing))
+    reference = F.cross_entropy(logits, target, weight=weight, label_smoothing=smoothing)
+    torch.testing.assert_close(hard, reference)
     # The gotcha being fixed: torch divides soft-target losses by N, not by sum_i w_{y_i}.
-    torch_soft = F.cross_entropy(logits, F.one_hot(target, 3).float(), weight=weight, label_smoothing=smoothing)
+    one_hot = F.one_hot(target, 3).float()
+    torch_soft = F.cross_entropy(logits, one_hot, weight=weight, label_smoothing=smoothing)
     assert torch_soft.item() != pytest.approx(hard.item(), rel=1e-3)
 
 
@@ -157,3 +159,12 @@ def test_set_buffers_installs_registered_buffers() -> None:
 def test_bad_target_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match="target"):
         LogitAdjustedCrossEntropy()(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_per_sample_losses_average_to_the_batch_loss():
+    torch.manual_seed(0)
+    logits, target = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 1, 0])
+    loss = LogitAdjustedCrossEntropy(label_smoothing=0.1, weight=torch.tensor([0.5, 1.0, 2.0, 4.0]))
+    per_sample = loss(logits, target, reduction="none")
+    assert per_sample.shape == (6,)
+    assert torch.allclose(per_sample.mean(), loss(logits, target))

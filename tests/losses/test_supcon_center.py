@@ -11,7 +11,7 @@ from zoolab.losses.supcon import SupConLoss
 
 
 def _supcon_numpy(features: np.ndarray, labels: np.ndarray, temperature: float, base: float) -> float:
-    """L = mean over anchors with positives of -(t/base) / |P(i)| sum_p log(exp(s_ip) / sum_{a!=i} exp(s_ia))."""
+    """Mean over anchors with positives of -(t/base)/|P(i)| sum_p log(exp(s_ip) / sum_{a!=i} exp(s_ia))."""
     z = features / np.linalg.norm(features, axis=1, keepdims=True)
     n = len(labels)
     per_anchor = []

@@ -50,7 +50,8 @@ class EmbeddingCache:
         n = self.embeddings.shape[0]
         if self.embeddings.ndim != 2:
             raise ValueError(f"embeddings must be [N, D], got shape {tuple(self.embeddings.shape)}")
-        sizes = {"labels": self.labels.shape, "groups": self.groups.shape, "image_ids": (len(self.image_ids),)}
+        sizes = {"labels": self.labels.shape, "groups": self.groups.shape,
+                 "image_ids": (len(self.image_ids),)}
         bad = {k: tuple(v) for k, v in sizes.items() if tuple(v) != (n,)}
         if bad:
             raise ValueError(f"embedding cache fields must all have N={n} rows, got {bad}")

@@ -1,4 +1,5 @@
-"""Center loss (Wen et al., "A Discriminative Feature Learning Approach for Deep Face Recognition", ECCV 2016).
+"""Center loss (Wen et al., "A Discriminative Feature Learning Approach for Deep Face Recognition",
+ECCV 2016).
 
 L_C = (1/B) sum_i ||x_i - c_{y_i}||^2, without the paper's 1/2, as in the widely used
 ``KaiyangZhou/pytorch-center-loss``; it is added to cross-entropy as L = CE + lambda * L_C.

@@ -117,7 +117,9 @@ class LogitAdjustedCrossEntropy(nn.Module):
         if log_prior is not None:
             self.log_prior = torch.as_tensor(log_prior, dtype=torch.float32).detach().clone()
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+        """Loss of a batch; ``reduction="none"`` gives per-sample losses scaled so that their mean equals
+        the ``"mean"`` result (used by hard-example mining to keep the hardest samples)."""
         num_classes = logits.shape[-1]
         targets = self._as_distribution(target, num_classes).to(logits.dtype)
         if self.log_prior is not None:
@@ -125,9 +127,15 @@ class LogitAdjustedCrossEntropy(nn.Module):
         smoothed = (1.0 - self.label_smoothing) * targets + self.label_smoothing / num_classes
         nll = -F.log_softmax(logits, dim=-1)
         if self.weight is None:
-            return (smoothed * nll).sum() / targets.shape[0]
-        weight = self.weight.to(device=logits.device, dtype=logits.dtype)
-        return (smoothed * nll * weight).sum() / targets.shape[0]
+            per_sample, normaliser = (smoothed * nll).sum(-1), float(targets.shape[0])
+        else:
+            weight = self.weight.to(device=logits.device, dtype=logits.dtype)
+            per_sample, normaliser = (smoothed * nll * weight).sum(-1), (targets * weight).sum()
+        if reduction == "none":
+            return per_sample * (targets.shape[0] / normaliser)
+        if reduction != "mean":
+            raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        return per_sample.sum() / normaliser
 
     @staticmethod
     def _as_distribution(target: Tensor, num_classes: int) -> Tensor:

@@ -113,11 +113,16 @@ class EmbeddingClassificationTask(L.LightningModule):
 
     # ------------------------------------------------------------------ forward and inference logits
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Calibrated logits as deployed: temperature, then post-hoc logit adjustment if enabled."""
-        logits = self.head(x) / self.temperature
-        if self.logit_adjust in ("inference", "both"):
-            logits = logits - self.tau * self.log_prior
-        return logits
+        """Logits as deployed: post-hoc logit adjustment (if enabled), then the fitted temperature."""
+        return self.deployed_logits(self.head(x))
+
+    def decision_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """The logits whose argmax is the prediction (post-hoc adjustment applied, no temperature)."""
+        return raw - self.tau * self.log_prior if self.logit_adjust in ("inference", "both") else raw
+
+    def deployed_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        # Temperature divides the decision logits, so calibration never changes a prediction.
+        return self.decision_logits(raw) / self.temperature
 
     @property
     def in_crt_phase(self) -> bool:
@@ -205,9 +210,7 @@ class EmbeddingClassificationTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         from zoolab.metrics.foreground import foreground_report
 
-        logits, labels = torch.cat(self._outputs), torch.cat(self._labels)
-        if self.logit_adjust in ("inference", "both"):
-            logits = logits - self.tau * self.log_prior
+        logits, labels = self.decision_logits(torch.cat(self._outputs)), torch.cat(self._labels)
         report = foreground_report(labels.cpu().numpy(), logits.argmax(1).cpu().numpy(), self.class_names,
                                    self.background)
         self.log("val/macro_f1_fg", report["macro_f1_fg"], prog_bar=True)
@@ -228,10 +231,7 @@ class EmbeddingClassificationTask(L.LightningModule):
         from zoolab.metrics.foreground import foreground_report
 
         raw, labels = self.raw_outputs()
-        logits = raw / self.temperature
-        if self.logit_adjust in ("inference", "both"):
-            logits = logits - self.tau * self.log_prior
-        probs = logits.softmax(1).cpu().numpy()
+        probs = self.deployed_logits(raw).softmax(1).cpu().numpy()
         y = labels.cpu().numpy()
         metrics = foreground_report(y, probs.argmax(1), self.class_names, self.background)
         metrics["ece"] = expected_calibration_error(probs, y, n_bins=15)
@@ -240,9 +240,10 @@ class EmbeddingClassificationTask(L.LightningModule):
         return metrics
 
     def fit_temperature(self, raw_logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """Fit T on validation NLL of the decision logits (what the deployed model divides by T)."""
         from zoolab.metrics.calibration import fit_temperature
 
-        temperature = fit_temperature(raw_logits.float(), labels)
+        temperature = fit_temperature(self.decision_logits(raw_logits).float(), labels)
         self.temperature.fill_(temperature)
         return temperature
 

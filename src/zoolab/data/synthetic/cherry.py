@@ -61,6 +61,7 @@ def generate_cherry_dataset(
     image_size: int = 96,
     seed: int = 0,
     cache_dir: str | None = None,
+    subdir: str | None = None,
 ) -> str:
     """Write (or reuse) a synthetic cherry ImageFolder tree and return its root.
 
@@ -70,6 +71,7 @@ def generate_cherry_dataset(
         image_size: side of the written JPEGs (the loader resizes to the model's input size).
         seed: generator seed; the folder name is a hash of all arguments, so a change never reuses data.
         cache_dir: where trees are cached (default ``$ZOOLAB_CACHE`` or ``~/.cache/zoolab``).
+        subdir: return ``<root>/<subdir>`` instead, e.g. ``train`` for an unsplit ``<class>/*.jpg`` tree.
     """
     counts = dict(counts or {"train": 120, "val": 50, "test": 50})
     unknown = [c for c in classes if c not in PIT_STRENGTH]
@@ -79,8 +81,9 @@ def generate_cherry_dataset(
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     base = Path(cache_dir or os.environ.get("ZOOLAB_CACHE", Path.home() / ".cache" / "zoolab")).expanduser()
     root = base / "synthetic" / f"cherry-{key}"
+    result = str(root / subdir) if subdir else str(root)
     if (root / "spec.json").is_file():
-        return str(root)
+        return result
 
     base.joinpath("synthetic").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".cherry-{key}-", dir=base / "synthetic"))
@@ -97,4 +100,4 @@ def generate_cherry_dataset(
         os.replace(tmp, root)
     except OSError:  # another process finished the same tree first
         shutil.rmtree(tmp, ignore_errors=True)
-    return str(root)
+    return result

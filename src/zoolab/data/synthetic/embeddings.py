@@ -6,10 +6,10 @@ they make the classes (DINOv3 LVD > DINOv3 SAT > CLIP, larger models slightly be
 
 Generative model, per sample ``i`` of class ``y`` in group ``g``:
 
-    z_i = separation * m_y + o_g + e_i            (latent, LATENT_DIM dims; o_g ~ N(0, 0.6²), e_i ~ N(0, 0.8²))
-    x_i = c + Q z_i + n_i                          (Q: D x LATENT_DIM orthonormal, c: global offset,
-                                                    n_i ~ N(0, LATENT_DIM / D): as much energy off the subspace
-                                                    as in it, whatever D)
+    z_i = separation * m_y + o_g + e_i     latent, LATENT_DIM dims: class code m_y ~ N(0, I), group offset
+                                           o_g ~ N(0, GROUP_STD²), sample noise e_i ~ N(0, SAMPLE_STD²)
+    x_i = c + Q z_i + n_i                  Q: D x LATENT_DIM orthonormal, c: global offset, off-subspace noise
+                                           n_i ~ N(0, AMBIENT * LATENT_DIM / D) (same share whatever D)
 
 - Long tail: class counts fall geometrically from ``max_per_class`` to ``min_per_class``.
 - Rare classes (the rarest third) sit between their own direction and a frequent "parent" class, so a
@@ -37,22 +37,26 @@ __all__ = ["ENCODER_FAMILIES", "LATENT_DIM", "synthetic_embedding_cache", "gener
 
 _VERSION = 1
 LATENT_DIM = 16
-GROUP_STD = 0.6  # shared offset of the samples of one group (latent units)
-SAMPLE_STD = 0.8  # per-sample noise; GROUP_STD² + SAMPLE_STD² = 1 = within-class variance per latent dim
+GROUP_STD = 0.8  # shared offset of the samples of one group (latent units)
+SAMPLE_STD = 0.6  # per-sample noise; GROUP_STD² + SAMPLE_STD² = 1 = within-class variance per latent dim
 BACKGROUND_STD = 1.5  # background spread around the global mean (per latent dim)
-RARE_PULL = 0.45  # a rare class mean sits this fraction of the way from its parent to its own direction
+AMBIENT = 0.25  # off-subspace noise energy relative to the latent noise energy
+RARE_PULL = 0.4  # a rare class mean sits this fraction of the way from its parent to its own direction
 
 # separation: class-mean spread relative to the within-class noise (higher = more separable).
 ENCODER_FAMILIES: dict[str, dict] = {
-    "dinov3_vits16": dict(dim=384, separation=0.62, family="dinov3_lvd", timm_name="vit_small_patch16_dinov3.lvd1689m"),
-    "dinov3_vitb16": dict(dim=768, separation=0.66, family="dinov3_lvd", timm_name="vit_base_patch16_dinov3.lvd1689m"),
-    "dinov3_vitl16": dict(dim=1024, separation=0.70, family="dinov3_lvd",
+    "dinov3_vits16": dict(dim=384, separation=1.70, family="dinov3_lvd",
+                          timm_name="vit_small_patch16_dinov3.lvd1689m"),
+    "dinov3_vitb16": dict(dim=768, separation=1.80, family="dinov3_lvd",
+                          timm_name="vit_base_patch16_dinov3.lvd1689m"),
+    "dinov3_vitl16": dict(dim=1024, separation=1.90, family="dinov3_lvd",
                           timm_name="vit_large_patch16_dinov3.lvd1689m"),
-    "dinov3_vitl16_sat": dict(dim=1024, separation=0.52, family="dinov3_sat",
+    "dinov3_vitl16_sat": dict(dim=1024, separation=1.45, family="dinov3_sat",
                               timm_name="vit_large_patch16_dinov3.sat493m"),
-    "dinov3_vit7b16_sat": dict(dim=4096, separation=0.56, family="dinov3_sat",
+    "dinov3_vit7b16_sat": dict(dim=4096, separation=1.55, family="dinov3_sat",
                                timm_name="vit_7b_patch16_dinov3.sat493m"),
-    "clip_vitl14": dict(dim=768, separation=0.42, family="clip", timm_name="vit_large_patch14_clip_224.openai"),
+    "clip_vitl14": dict(dim=1024, separation=1.20, family="clip",  # pre-projection width, as extracted
+                        timm_name="vit_large_patch14_clip_224.openai"),
 }
 
 
@@ -65,10 +69,13 @@ def _class_counts(num_classes: int, max_per_class: int, min_per_class: int) -> n
 
 
 def _group_ids(rng: np.random.Generator, count: int, group_size: tuple[int, int], first: int) -> np.ndarray:
-    """Group ids for ``count`` consecutive samples, starting at ``first``; sizes drawn in ``group_size``."""
+    """Group ids for ``count`` consecutive samples, starting at ``first``; sizes drawn in ``group_size``,
+    capped at half the class so that every class with two or more samples has at least two groups."""
+    high = max(1, min(group_size[1], count // 2))
+    low = min(group_size[0], high)
     sizes = []
     while sum(sizes) < count:
-        sizes.append(int(rng.integers(group_size[0], group_size[1] + 1)))
+        sizes.append(int(rng.integers(low, high + 1)))
     sizes[-1] -= sum(sizes) - count
     return np.repeat(np.arange(first, first + len(sizes)), sizes)
 
@@ -99,7 +106,8 @@ def _latent_samples(rng, counts, background_count, group_size) -> tuple[np.ndarr
         groups.append(g)
         offset.append(group_offsets[g - g[0]])
         is_background = label == len(counts)
-        centre.append(np.zeros((count, LATENT_DIM)) if is_background else np.repeat(means[label][None], count, 0))
+        mean = np.zeros(LATENT_DIM) if is_background else means[label]
+        centre.append(np.repeat(mean[None], count, axis=0))
     labels, groups = np.concatenate(labels), np.concatenate(groups)
     noise = rng.standard_normal((len(labels), LATENT_DIM)) * SAMPLE_STD
     is_bg = labels == len(counts)
@@ -136,9 +144,10 @@ def generate_embedding_cache(
 
     enc_rng = np.random.default_rng([seed, zlib.crc32(encoder.encode())])
     basis, _ = np.linalg.qr(enc_rng.standard_normal((dim, LATENT_DIM)).astype(np.float32))
-    global_offset = enc_rng.standard_normal(dim).astype(np.float32) * np.float32(2.0 * np.sqrt(LATENT_DIM / dim))
+    global_offset = enc_rng.standard_normal(dim).astype(np.float32)
+    global_offset *= np.float32(2.0 * np.sqrt(LATENT_DIM / dim))
     ambient = enc_rng.standard_normal((len(labels), dim), dtype=np.float32)
-    ambient *= np.float32(np.sqrt(LATENT_DIM / dim))
+    ambient *= np.float32(np.sqrt(AMBIENT * LATENT_DIM / dim))
     embeddings = global_offset + latent.astype(np.float32) @ basis.T + ambient
 
     class_names = [f"class_{k:02d}" for k in range(num_classes)] + ([background] if background else [])
@@ -168,9 +177,9 @@ def synthetic_embedding_cache(
 ) -> str:
     """Write (once) the synthetic cache of ``encoder`` and return its path.
 
-    The file is ``<cache_dir or $ZOOLAB_CACHE or ~/.cache/zoolab>/synthetic/embeddings/<encoder>-<key>.safetensors``
-    with ``key`` a hash of every argument but ``cache_dir`` plus a format version, so a change never
-    reuses an old file.
+    The file is ``<base>/synthetic/embeddings/<encoder>-<key>.safetensors`` (base: ``cache_dir``, else
+    ``$ZOOLAB_CACHE``, else ``~/.cache/zoolab``); ``key`` hashes every argument but ``cache_dir`` plus a
+    format version, so a change never reuses an old file.
     """
     settings = dict(encoder=encoder, num_classes=num_classes, max_per_class=max_per_class,
                     min_per_class=min_per_class, background=background, background_count=background_count,

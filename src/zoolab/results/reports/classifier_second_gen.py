@@ -1,0 +1,49 @@
+"""Second-generation embedding-classifier sweep (seed 001, "DINOv3 Improvements Sweep (2025-01-05)").
+
+36 runs: the ``full`` profile and five second-generation knobs on top of it (arcface, logit_both,
+logit_infer, logit_train, supcon) × DINOv3 ViT-S/16, B/16, L/16 (LVD) × two MLP sizes, label smoothing 0.1.
+``render`` prints the total, the best run, the profile averages (avg_macro / avg_weighted / best_macro,
+ours beside the report's ``second_gen`` figures from ``conf/profile``), the delta of each profile's average
+against ``full``, and the best run per backbone and profile. ``+stack=minimal`` runs and the default-recipe
+run are left out (see ``classifier_minimal``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from zoolab.results.reports import classifier_common as cc
+
+__all__ = ["render", "PROFILES"]
+
+PROFILES = ("arcface", "full", "logit_both", "logit_infer", "logit_train", "supcon")  # the report's order
+SWEEP = "second_gen"
+BASELINE = "full"
+
+
+def in_sweep(rec: dict) -> bool:
+    return rec["profile"] in PROFILES and rec["stack"] != "minimal" and rec["exp"] != cc.DEFAULT_RECIPE
+
+
+def summary(recs: Sequence[dict], sweep: str, order: Sequence[str], baseline: str, title: str) -> list[str]:
+    """Sections both 36-run sweeps share: totals, best overall, profile averages, deltas, per backbone."""
+    reported_best = [cc.reported_avg(recs, p, sweep).get("best_macro_f1_fg") for p in order]
+    reported_best = max((v for v in reported_best if v is not None), default=None)
+    lines = [f"## {title}", "", cc.run_count_line(recs, cc.REPORT["runs"][sweep]), "",
+             f"Best overall (macro_f1_fg): {cc.best_line(cc.best(recs), 4)} "
+             f"(report: {cc.num(reported_best, 4)})", ""]
+    lines += ["### Profile averages (macro_f1_fg / weighted_f1_fg) and best per profile", "",
+              *cc.profile_summary_table(recs, sweep, order), ""]
+    lines += [f"### Delta vs {baseline} average (macro_f1_fg)", "",
+              *cc.delta_table(recs, sweep, baseline, order), ""]
+    lines += ["### Best per backbone/profile (macro_f1_fg)", "", *cc.best_per_backbone_table(recs), ""]
+    return lines + cc.failed_lines(recs)
+
+
+def render(rows: Sequence[dict]) -> str:
+    recs = cc.records(rows, in_sweep)
+    if not recs:
+        return "No second-generation classifier runs found (profiles full, arcface, logit_*, supcon).\n"
+    title = "DINOv3 Improvements Sweep (second generation)"
+    lines = cc.header_lines(recs) + summary(recs, SWEEP, PROFILES, BASELINE, title)
+    return "\n".join(lines).rstrip() + "\n"

@@ -21,8 +21,6 @@ from zoolab.errors import ZoolabError
 __all__ = ["CONF_DIR", "RootConfig", "prepare_config", "apply_smoke", "validate_config", "config_hash"]
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-GROUPS = ("task", "dataset", "backbone", "adapter", "head", "loss", "optim", "sched", "trainer",
-          "logger", "callbacks", "exp", "smoke")
 _SPECIAL = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 _DATA_SOURCE_KEYS = {"_target_", "root", "cache", "root_env"}
 
@@ -175,7 +173,8 @@ def _cli_value_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     result = []
     for o in parsed:
         key = o.key_or_group
-        if o.is_delete() or key.split(".")[0] == "hydra" or key in GROUPS or o.is_sweep_override():
+        is_group = (CONF_DIR / key.replace(".", "/")).is_dir()
+        if o.is_delete() or key.split(".")[0] == "hydra" or is_group or o.is_sweep_override():
             continue
         result.append((key, o.value()))
     return result

@@ -7,11 +7,14 @@ Training options (each a ``task.module`` value; profiles in ``conf/profile`` bun
   f(x) − τ log π), ``both``; π are training-split class frequencies, stored with the model;
 - input mixup (α) or manifold mixup (same λ, mixed at a random hidden layer of the MLP);
 - feature-space augmentation: Gaussian noise (σ × training std) and channel scaling (1 + δ·N(0,1));
-- online hard-example mining in the last ``hard_mining_epochs`` epochs (loss over the hardest
-  ``hard_mining_fraction`` of each batch);
+- hard-example mining: after the main phase, ``hard_mining_epochs`` more epochs whose loss is the mean
+  over the hardest ``hard_mining_fraction`` of each batch (online hard-example mining);
 - supervised-contrastive auxiliary loss on a projection head; center loss with its own optimiser group;
-- cRT (Kang et al. 2020): after the main phase, re-initialise the classifier layer, freeze the rest and
-  retrain it for ``crt_epochs`` with a class-balanced sampler;
+- cRT (Kang et al. 2020): last, re-initialise the classifier layer, freeze the rest and retrain it for
+  ``crt_epochs`` with a class-balanced sampler;
+
+Each phase (main, hard mining, cRT) is its own fit with early stopping and best-on-val weights, so a
+phase always runs even when early stopping ended the one before it.
 - temperature calibration (Guo et al. 2017): T fitted on validation NLL after training.
 """
 
@@ -68,7 +71,6 @@ class EmbeddingClassificationTask(L.LightningModule):
         center_lr: float = 0.5,
         crt_epochs: int = 0,
         calibrate: bool = True,
-        main_epochs: int | None = None,
     ) -> None:
         super().__init__()
         from zoolab.losses.long_tail import class_weights as make_weights
@@ -94,7 +96,7 @@ class EmbeddingClassificationTask(L.LightningModule):
         self.hard_mining_epochs, self.hard_mining_fraction = hard_mining_epochs, hard_mining_fraction
         self.supcon_weight, self.center_weight, self.center_lr = supcon_weight, center_weight, center_lr
         self.crt_epochs, self.calibrate = crt_epochs, calibrate
-        self.main_epochs = main_epochs
+        self.phase = "main"  # main | hard_mining | crt
         features = self.head.num_features
         if supcon_weight > 0:
             from zoolab.losses.supcon import SupConLoss
@@ -126,7 +128,7 @@ class EmbeddingClassificationTask(L.LightningModule):
 
     @property
     def in_crt_phase(self) -> bool:
-        return self.crt_epochs > 0 and self.main_epochs is not None and self.current_epoch >= self.main_epochs
+        return self.phase == "crt"
 
     def components(self) -> dict[str, nn.Module]:
         parts = {"head": self.head}
@@ -167,8 +169,7 @@ class EmbeddingClassificationTask(L.LightningModule):
         x, y = batch
         x = self._augment(x)
         logits, target, features = self._mixed_logits(x, y)
-        hard = self.hard_mining_epochs > 0 and self.current_epoch >= (self.main_epochs or 0) - self.hard_mining_epochs
-        if hard and not self.in_crt_phase:
+        if self.phase == "hard_mining":
             per_sample = self.loss_fn(logits, target, reduction="none")
             k = max(1, math.ceil(self.hard_mining_fraction * len(per_sample)))
             loss = per_sample.topk(k).values.mean()
@@ -184,12 +185,9 @@ class EmbeddingClassificationTask(L.LightningModule):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        if self.in_crt_phase and self.current_epoch == self.main_epochs:
-            self._start_crt()
-
-    def _start_crt(self) -> None:
+    def start_crt(self) -> None:
         """Re-initialise the classifier layer and train only it from here (class-balanced batches)."""
+        self.phase = "crt"
         classifier = self.head.classifier
         for module in classifier.modules():
             if hasattr(module, "reset_parameters"):
@@ -288,24 +286,26 @@ def train_embedding_classifier(cfg: DictConfig, run_dir: Path, record: RunRecord
     with record.phase("load"):
         datamodule = instantiate(cfg.dataset)
         datamodule.setup()
-        main_epochs = int(cfg.trainer.max_epochs)
-        crt_epochs = int(cfg.task.module.crt_epochs)
         task = instantiate(cfg.task.module)(
             head=instantiate(cfg.head), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optim),
             scheduler=instantiate(cfg.sched) if cfg.sched else None, class_names=datamodule.class_names,
             in_features=datamodule.dim, train_counts=datamodule.train_counts(),
-            background=datamodule.background if datamodule.background_index is not None else None,
-            main_epochs=main_epochs)
+            background=datamodule.background if datamodule.background_index is not None else None)
         task.feature_std.copy_(datamodule.tensors["train"][0].std(0))
         label = run_label(cfg, profile)
         write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     record.update(params=task.parameter_counts(), label=label,
                   report={**OmegaConf.to_container(cfg.report, resolve=True), "label": label})
 
-    overrides = {"max_epochs": main_epochs + crt_epochs}
-    if crt_epochs:
-        overrides["reload_dataloaders_every_n_epochs"] = 1
-    trainer = fit(cfg, task, datamodule, run_dir, record, phase="train", trainer_overrides=overrides)
+    trainer = fit(cfg, task, datamodule, run_dir, record, phase="train")
+    if task.hard_mining_epochs > 0:
+        task.phase = "hard_mining"
+        trainer = fit(cfg, task, datamodule, run_dir, record, stage="hard_mining", phase="train",
+                      trainer_overrides={"max_epochs": task.hard_mining_epochs})
+    if task.crt_epochs > 0:
+        task.start_crt()
+        trainer = fit(cfg, task, datamodule, run_dir, record, stage="crt", phase="train",
+                      trainer_overrides={"max_epochs": task.crt_epochs})
 
     with record.phase("calibrate"):
         if task.calibrate:

@@ -1,4 +1,4 @@
-"""Embedding-classifier sweep cost: one head training, zoolab vs a plain PyTorch loop, and a sweep's wall time.
+"""Embedding-classifier sweep cost: one head, zoolab vs plain PyTorch loop; and a sweep's wall time.
 
 Part 1 (one head training, as one of the 406 sweep runs trains it). Both sides train an identical
 ``EmbeddingClassificationTask`` built as ``train_embedding_classifier`` builds it for
@@ -9,10 +9,10 @@ balnorm, bg5, standardize, batch 256, shuffled), ``MLPHead`` [1024, 512] GELU + 
 alpha 0.1, AdamW lr 1e-3 wd 1e-4 with the exp's cosine schedule, a fixed ``--epochs`` (no early
 stopping, no checkpointing, no validation; calibration and evaluation come after training and are not
 timed). This is the main phase of a ``full`` run: hard-example mining (a later phase of its own, whose
-step differs only by a top-k over the per-sample losses) is off on both sides. The zoolab side is a Lightning ``Trainer`` set up
-like ``conf/trainer/cpu.yaml`` with zoolab's CSV logger (temp dir) and its default progress bar (sent
-to /dev/null); the plain side is a hand loop on a twin task (same init: state_dict copied) doing the
-same math: mixup, the same loss module, AdamW, one scheduler step per epoch.
+step differs only by a top-k over the per-sample losses) is off on both sides. The zoolab side is a
+Lightning ``Trainer`` set up like ``conf/trainer/cpu.yaml`` with zoolab's CSV logger (temp dir) and its
+default progress bar (rendered into /dev/null); the plain side is a hand loop on a twin task (same init:
+state_dict copied) doing the same math: mixup, the same loss module, AdamW, a scheduler step per epoch.
 Same batches and same mixup draws: each plain epoch starts from the global torch/numpy RNG state the
 zoolab epoch started from (the zoolab run's state is restored afterwards), so both shuffle the same
 DataLoader the same way and draw the same lambda and permutation per batch.
@@ -30,7 +30,7 @@ Part 2 (``--sweep-log PATH``, default the newest ``multirun/reproduce-classifier
 ``ended``; Hydra's start-up before the first job and the results tables after the last are not in it),
 the sum of the per-run phase seconds, and the per-run median.
 
-    python benchmarks/classifier_sweep.py --threads 2 --epochs 20 --repeats 3
+    python benchmarks/classifier_sweep.py --threads 2 --epochs 20 --repeats 5
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=20, help="epochs per run; the first is warm-up")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per side, order alternated")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per side, order alternated")
     parser.add_argument("--encoder", default="dinov3_vitl16", help="synthetic embedding cache family")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sweep-log", metavar="PATH", default=None,
@@ -78,9 +78,9 @@ def build_datamodule(encoder: str, cache_dir: str):
     from zoolab.data.embedding_datamodule import EmbeddingDataModule
     from zoolab.data.synthetic.embeddings import synthetic_embedding_cache
 
-    dm = EmbeddingDataModule(cache=synthetic_embedding_cache(encoder, cache_dir=cache_dir), name="qwen_dataset",
-                             encoder=encoder, background="background", bg=5, balnorm=True,
-                             standardize="standardize", batch_size=256, sampler="natural")
+    cache = synthetic_embedding_cache(encoder, cache_dir=cache_dir)
+    dm = EmbeddingDataModule(cache=cache, name="qwen_dataset", encoder=encoder, background="background", bg=5,
+                             balnorm=True, standardize="standardize", batch_size=256, sampler="natural")
     dm.setup()
     return dm
 
@@ -99,7 +99,8 @@ def build_task(dm, epochs: int):
         scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs, eta_min=0.0),
         class_names=dm.class_names, in_features=dm.dim, train_counts=dm.train_counts(),
         background=dm.background if dm.background_index is not None else None,
-        class_weights="effective", beta=0.9999, mixup_alpha=MIXUP_ALPHA, hard_mining_epochs=0, calibrate=False)
+        class_weights="effective", beta=0.9999, mixup_alpha=MIXUP_ALPHA, hard_mining_epochs=0,
+        calibrate=False)
     task.feature_std.copy_(dm.tensors["train"][0].std(0))
     return task
 
@@ -129,7 +130,9 @@ class PlainLoop:
         self.task, self.head, self.loss_fn = task, task.head, task.loss_fn
         self.num_classes = len(task.class_names)
         self.loader = dm.loader("train", shuffle=True)  # what EmbeddingDataModule.train_dataloader returns
-        self.optimizer = torch.optim.AdamW([{"params": list(task.parameters())}], lr=LR, weight_decay=WEIGHT_DECAY)
+        # configure_optimizers' single group (no center loss here)
+        self.optimizer = torch.optim.AdamW([{"params": list(task.parameters())}], lr=LR,
+                                           weight_decay=WEIGHT_DECAY)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=epochs, eta_min=0.0)
         self.times: list[float] = []
 
@@ -212,7 +215,8 @@ def make_bench_callback(plain: PlainLoop, plain_first: bool, fit_state):
 
 
 def run_pair(zoo, ref, dm, epochs: int, plain_first: bool):
-    """Fit ``zoo`` with a Trainer like conf/trainer/cpu.yaml (CSV logger, progress bar), twin epochs interleaved."""
+    """Fit ``zoo`` with a Trainer like conf/trainer/cpu.yaml (CSV logger, progress bar), interleaving twin
+    epochs of ``ref``."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
@@ -226,7 +230,8 @@ def run_pair(zoo, ref, dm, epochs: int, plain_first: bool):
             logger=CSVLogger(save_dir=tmp, name="", version=""), enable_checkpointing=False,
             callbacks=[bench], default_root_dir=tmp,
         )
-        with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):  # progress bar renders to null
+        # the progress bar still renders (zoolab's default), into /dev/null
+        with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
             trainer.fit(zoo, datamodule=dm)
     return bench, plain
 
@@ -269,7 +274,8 @@ def train_benchmark(args: argparse.Namespace) -> None:
     print(f"threads {args.threads} | {args.epochs} epochs (first discarded) x {args.repeats} repeats, "
           f"zoolab/plain epochs interleaved, order alternated")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical) | torch {torch.__version__} | lightning "
-          f"{lightning.__version__} | load avg 1-min before/after {load_before[0]:.2f}/{os.getloadavg()[0]:.2f}")
+          f"{lightning.__version__} | load avg 1-min before/after "
+          f"{load_before[0]:.2f}/{os.getloadavg()[0]:.2f}")
     for side in ("plain", "zoolab"):
         print(f"{side:<7} median epoch {med[side] * 1e3:8.2f} ms  ({med[side] / steps * 1e3:.2f} ms/step, "
               f"{len(times[side])} epochs)")
@@ -299,11 +305,12 @@ def sweep_summary(folder: Path) -> None:
         status[run.get("status")] = status.get(run.get("status"), 0) + 1
     started = [dt.datetime.fromisoformat(r["started"]) for r in runs if r.get("started")]
     ended = [dt.datetime.fromisoformat(r["ended"]) for r in runs if r.get("ended")]
-    phase_sums = [sum((r.get("seconds") or {}).values()) for r in runs if r.get("status") in ("ok", "failed")]
+    done = [r for r in runs if r.get("status") in ("ok", "failed")]
+    phase_sums = [sum((r.get("seconds") or {}).values()) for r in done]
     walls = [(dt.datetime.fromisoformat(r["ended"]) - dt.datetime.fromisoformat(r["started"])).total_seconds()
              for r in runs if r.get("started") and r.get("ended")]
     phases: dict[str, float] = {}
-    for r in runs:
+    for r in done:
         for name, sec in (r.get("seconds") or {}).items():
             phases[name] = phases.get(name, 0.0) + sec
 
@@ -311,8 +318,8 @@ def sweep_summary(folder: Path) -> None:
     print(f"sweep {folder}")
     print(f"runs: {len(runs)} | ok {status.get('ok', 0)} | failed {status.get('failed', 0)}"
           + "".join(f" | {k} {v}" for k, v in others.items())
-          + ("  (UNFINISHED: runs still running)" if others.get("running") else ""))
-    if not started or not ended:
+          + ("  (UNFINISHED: runs still running, or killed)" if others.get("running") else ""))
+    if not done or not ended:
         print("no finished run yet")
         return
     wall = (max(ended) - min(started)).total_seconds()
@@ -322,7 +329,7 @@ def sweep_summary(folder: Path) -> None:
           + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()) + ")")
     print(f"per-run median: phase seconds {statistics.median(phase_sums):.2f} s, run.json wall "
           f"{statistics.median(walls):.0f} s (1-s resolution) | wall - phase sum = "
-          f"{wall - sum(phase_sums):.0f} s outside the phases (process, config, imports)")
+          f"{wall - sum(phase_sums):.0f} s outside the timed phases (job set-up, file writes, between jobs)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
 
 
-def _optional(node):
+def instantiate_optional(node):
+    """Instantiate a config node that may be empty or null (e.g. `sched: none`)."""
     return instantiate(node) if node else None
 
 
@@ -42,7 +43,7 @@ def build_task(cfg: DictConfig, class_names: list[str]) -> L.LightningModule:
         head=instantiate(cfg.head),
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
-        scheduler=_optional(cfg.sched),
+        scheduler=instantiate_optional(cfg.sched),
         class_names=list(class_names),
     )
 

@@ -279,7 +279,7 @@ def run_label(cfg: DictConfig, profile: str) -> str:
 
 def train_embedding_classifier(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     """Runner: load the cache, train the head (+ cRT), calibrate on val, evaluate val and test."""
-    from zoolab.train import evaluate_splits, fit, write_split_metrics
+    from zoolab.train import evaluate_splits, fit, instantiate_optional, write_split_metrics
 
     L.seed_everything(cfg.seed, workers=True)
     profile = (cfg.get("report") or {}).get("profile") or "custom"
@@ -288,7 +288,7 @@ def train_embedding_classifier(cfg: DictConfig, run_dir: Path, record: RunRecord
         datamodule.setup()
         task = instantiate(cfg.task.module)(
             head=instantiate(cfg.head), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optim),
-            scheduler=instantiate(cfg.sched) if cfg.sched else None, class_names=datamodule.class_names,
+            scheduler=instantiate_optional(cfg.sched), class_names=datamodule.class_names,
             in_features=datamodule.dim, train_counts=datamodule.train_counts(),
             background=datamodule.background if datamodule.background_index is not None else None)
         task.feature_std.copy_(datamodule.tensors["train"][0].std(0))

@@ -149,21 +149,23 @@ class EmbeddingClassificationTask(L.LightningModule):
         return x
 
     def _mixed_logits(self, x: torch.Tensor, y: torch.Tensor):
-        """Logits and soft targets under input or manifold mixup (one λ and permutation per batch)."""
+        """Logits, soft targets and (unmixed) penultimate features, under input or manifold mixup
+        (one λ and permutation per batch). A margin classifier (ArcFace) gets the dominant label."""
         num_classes = len(self.class_names)
         target = nn.functional.one_hot(y, num_classes).float()
         if self.mixup_alpha <= 0 or self.in_crt_phase:
-            return self.head(x, labels=y), target, self.head.features(x)
+            features = self.head.features(x)
+            return self.head.forward_from(features, len(self.head.blocks), labels=y), target, features
         lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))
         perm = torch.randperm(x.shape[0], device=x.device)
         mixed_target = lam * target + (1 - lam) * target[perm]
-        if self.manifold_mixup:
-            states = self.head.hidden_states(x)
-            layer = int(np.random.randint(0, len(states)))
-            h = lam * states[layer] + (1 - lam) * states[layer][perm]
-            return self.head.forward_from(h, layer), mixed_target, None
-        mixed = lam * x + (1 - lam) * x[perm]
-        return self.head(mixed), mixed_target, None
+        dominant = y if lam >= 0.5 else y[perm]
+        layer = int(np.random.randint(0, len(self.head.blocks) + 1)) if self.manifold_mixup else 0
+        h = x
+        for block in self.head.blocks[:layer]:
+            h = block(h)
+        h = lam * h + (1 - lam) * h[perm]
+        return self.head.forward_from(h, layer, labels=dominant), mixed_target, None
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch

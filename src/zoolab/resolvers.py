@@ -31,7 +31,7 @@ def _hydra_choice(group: str, default: str = "default") -> str:
     return str(choice) if choice else default
 
 
-def _job_dirname(override_dirname: str, job_num: int | str, max_len: int = 80) -> str:
+def _job_dirname(override_dirname: str, job_num: int | str, max_len: int = 120) -> str:
     """A readable, filesystem-safe job folder name that is stable across reruns of the same sweep.
 
     Long names are cut and suffixed with a hash of the full override string, so two jobs never share

@@ -27,6 +27,8 @@ def test_every_exp_composes_validates_and_carries_provenance(compose, exp):
     assert cfg.exp_id, f"{exp} has no exp_id"
     assert cfg.reported, f"{exp} has no reported numbers"
     assert cfg.report.model and cfg.report.variant
+    # A comma inside an unquoted YAML flow mapping silently splits a label into a stray key.
+    assert set(cfg.report) <= {"model", "variant", "order", "profile", "reported_avg", "label"}, dict(cfg.report)
 
 
 @pytest.mark.parametrize("exp", EXPS)

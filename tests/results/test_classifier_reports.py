@@ -12,7 +12,7 @@ import yaml
 
 from zoolab.results.aggregate import find_runs, load_run
 from zoolab.results.reports import classifier_minimal, classifier_second_gen, classifier_sweep
-from zoolab.results.reports.classifier_common import REPORT, SMOKE_NOTE, records
+from zoolab.results.reports._classifier_common import REPORT, SMOKE_NOTE, records
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

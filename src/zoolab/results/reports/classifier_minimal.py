@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from zoolab.results.reports import classifier_common as cc
+from zoolab.results.reports import _classifier_common as cc
 from zoolab.results.reports.classifier_second_gen import summary
 
 __all__ = ["render", "PROFILES"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from zoolab.results.reports import classifier_common as cc
+from zoolab.results.reports import _classifier_common as cc
 
 __all__ = ["render", "PROFILES"]
 

@@ -21,6 +21,7 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
+from hydra.utils import get_object  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from zoolab.config import CONF_DIR, config_hash, prepare_config  # noqa: E402
@@ -40,7 +41,7 @@ def _user_error(exc: BaseException) -> ZoolabError | None:
     return None
 
 
-def run(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
@@ -67,8 +68,6 @@ def run(cfg: DictConfig) -> float | None:
         record.update(exp=cfg.exp, exp_id=cfg.exp_id, task=cfg.task.name, seed=cfg.seed,
                       config_hash=config_hash(cfg), smoke=bool(cfg.get("smoke")),
                       reported=cfg.reported, report=cfg.report)
-        from hydra.utils import get_object
-
         get_object(cfg.task.runner)(cfg, run_dir, record)
         record.finish("ok")
         print(f"zoolab: run folder {run_dir}")

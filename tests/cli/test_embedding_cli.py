@@ -32,3 +32,13 @@ def test_head_runs_main_hard_mining_and_crt_phases(tmp_path, cache_dir):
     metrics = json.loads((run_dir / "smoke_metrics.json").read_text())
     assert 0.0 <= metrics["macro_f1_fg"] <= 1.0 and 0.0 <= metrics["ece"] <= 1.0
     assert metrics["label"].endswith("_supcon_bg5")
+
+
+def test_missing_cache_names_the_fix(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    proc = run_cli(["+exp=clf_dinov3_vitl16_mlp1024_512", f"hydra.run.dir={run_dir}"], REPO,
+                   env_extra={"EMB_ROOT": str(tmp_path / "nowhere")})
+    assert proc.returncode == 1
+    assert "dinov3_vitl16.safetensors" in proc.stderr and "EMB_ROOT" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(run_dir.glob("*_metrics.json"))

@@ -17,6 +17,7 @@ Definitions (the report's run labels use these knobs):
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -120,6 +121,14 @@ class EmbeddingDataModule(L.LightningDataModule):
         from zoolab.data.embedding_cache import load_cache
         from zoolab.data.group_split import train_val_test_split
 
+        if not Path(self.cache_path).is_file():
+            raise ZoolabError(
+                f"embedding cache '{self.cache_path}' does not exist",
+                where="dataset.cache",
+                fix=f"set EMB_ROOT to the folder holding {self.encoder}.safetensors (written by "
+                f"+exp=embed_{self.encoder}), or use dataset=synthetic_embeddings or +smoke=cpu for the "
+                "embedded synthetic caches",
+            )
         cache = load_cache(self.cache_path)
         self.class_names = list(cache.class_names)
         if self.background is not None and self.background not in self.class_names:

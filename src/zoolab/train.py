@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoolab.errors import ZoolabError
 from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
 
-__all__ = ["build_task", "fit", "evaluate", "evaluate_splits", "write_split_metrics", "train_and_evaluate"]
+__all__ = ["reject_ckpt", "build_task", "fit", "evaluate", "evaluate_splits", "write_split_metrics", "train_and_evaluate"]
 
 log = logging.getLogger(__name__)
 # zoolab keeps metrics.csv across a resume itself (see _keep_training_curves); Lightning's warning that
@@ -33,6 +33,13 @@ warnings.filterwarnings("ignore", message="Experiment logs directory .* exists a
 def instantiate_optional(node):
     """Instantiate a config node that may be empty or null (e.g. `sched: none`)."""
     return instantiate(node) if node else None
+
+
+def reject_ckpt(cfg: DictConfig) -> None:
+    """Runners that cannot evaluate a given checkpoint say so instead of silently training."""
+    if cfg.get("ckpt"):
+        raise ZoolabError(f"ckpt=... (evaluate a checkpoint) is not supported by task '{cfg.task.name}' yet",
+                          where="ckpt", fix="remove the ckpt override to train and evaluate")
 
 
 def build_task(cfg: DictConfig, class_names: list[str]) -> L.LightningModule:

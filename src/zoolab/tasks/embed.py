@@ -308,6 +308,9 @@ def extract_embeddings(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dic
 
     from zoolab.data.image_folder import ImageFolderSplit
     from zoolab.data.transforms import build_transform
+    from zoolab.train import reject_ckpt
+
+    reject_ckpt(cfg)
 
     began = time.perf_counter()
     pooling = cfg.task.get("pooling", "cls")

@@ -281,8 +281,9 @@ def run_label(cfg: DictConfig, profile: str) -> str:
 
 def train_embedding_classifier(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     """Runner: load the cache, train the head (+ cRT), calibrate on val, evaluate val and test."""
-    from zoolab.train import evaluate_splits, fit, instantiate_optional, write_split_metrics
+    from zoolab.train import evaluate_splits, fit, instantiate_optional, reject_ckpt, write_split_metrics
 
+    reject_ckpt(cfg)
     L.seed_everything(cfg.seed, workers=True)
     profile = (cfg.get("report") or {}).get("profile") or "custom"
     with record.phase("load"):

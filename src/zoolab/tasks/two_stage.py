@@ -21,7 +21,7 @@ from zoolab.data.image_folder import ImageFolderSplit
 from zoolab.data.transforms import build_transform
 from zoolab.errors import ZoolabError
 from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
-from zoolab.train import build_task, evaluate, fit
+from zoolab.train import build_task, evaluate, fit, reject_ckpt
 
 __all__ = ["train_two_stage", "misclassified", "grow_head"]
 
@@ -61,6 +61,7 @@ def _check_classes(classes: list[str], maybe: str, positive: str) -> str:
 
 
 def train_two_stage(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
+    reject_ckpt(cfg)
     stages = cfg.task.stages
     maybe, positive = stages.maybe_class, cfg.task.module.positive_class
     L.seed_everything(cfg.seed, workers=True)

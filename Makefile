@@ -20,7 +20,7 @@ help:
 	@echo "make demo              set up and train a cherry-pit classifier on the embedded data"
 	@echo "make test              set up and run the test suite (no slow tests)"
 	@echo "make test-slow         the slow tests too"
-	@echo "make bench             benchmarks (training overhead, CPU latency)"
+	@echo "make bench             benchmarks: training overhead, CPU latency, head training, re-ID evaluation"
 	@echo "make reproduce-cherry  the cherry-pit report's experiments and table"
 	@echo "make reproduce-classifier-sweep       406-run embedding-classifier sweep and its tables"
 	@echo "make reproduce-classifier-second-gen  36-run second-generation sweep"
@@ -50,6 +50,8 @@ test-slow: install
 bench: install
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/cpu_latency.py
+	$(BIN)/python benchmarks/classifier_sweep.py
+	$(BIN)/python benchmarks/reid_eval.py
 
 reproduce-cherry: install
 	-$(BIN)/python -m zoolab -m '+exp=glob(cherry_*)' $(CHERRY_SMOKE) \

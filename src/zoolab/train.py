@@ -71,9 +71,11 @@ def _build_trainer(cfg: DictConfig, out_dir: Path, overrides: dict | None = None
                        **(overrides or {}))
 
 
-def _load_weights(task: L.LightningModule, ckpt_path: Path) -> None:
+def _load_weights(task: L.LightningModule, ckpt_path: Path) -> int | None:
+    """Load a Lightning checkpoint's weights into ``task``; return the checkpoint's epoch."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     task.load_state_dict(checkpoint["state_dict"])
+    return checkpoint.get("epoch")
 
 
 def _export(task, run_dir: Path) -> float:
@@ -134,7 +136,8 @@ def fit(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord, sta
     resumed_step = None
     prefix = f"{stage}_" if stage else ""
     if resume:
-        state = torch.load(resume, map_location="cpu", weights_only=True)
+        # mmap: only the two counters are read here; Lightning loads the full state itself.
+        state = torch.load(resume, map_location="cpu", weights_only=True, mmap=True)
         resumed_step = state.get("global_step")
         log.info("resuming from %s (epoch %s)", resume, state.get("epoch"))
         record.update(**{f"{prefix}resumed_from": str(resume.relative_to(run_dir)),
@@ -145,8 +148,7 @@ def fit(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord, sta
     best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None
     best = best if best and best.is_file() else last
     if best.is_file():
-        _load_weights(task, best)
-        epoch = torch.load(best, map_location="cpu", weights_only=True).get("epoch")
+        epoch = _load_weights(task, best)
         record.update(**{f"{prefix}best_checkpoint": str(best.relative_to(run_dir)), f"{prefix}best_epoch": epoch})
     return trainer
 

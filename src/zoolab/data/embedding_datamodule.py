@@ -160,8 +160,7 @@ class EmbeddingDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle)
 
     def train_dataloader(self) -> DataLoader:
-        crt = getattr(self.trainer.lightning_module, "in_crt_phase", False) if self.trainer else False
-        return self.loader("train", shuffle=True, balanced=crt or self.sampler == "balanced")
+        return self.loader("train", shuffle=True, balanced=self.sampler == "balanced")
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")

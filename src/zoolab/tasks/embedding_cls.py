@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +34,7 @@ from torch import nn
 
 from zoolab.errors import ZoolabError
 from zoolab.params import count_parameters
-from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
+from zoolab.runfolder import RunRecord, write_text_atomic
 
 __all__ = ["EmbeddingClassificationTask", "train_embedding_classifier", "run_label"]
 
@@ -199,13 +198,20 @@ class EmbeddingClassificationTask(L.LightningModule):
         log.info("cRT: classifier re-initialised; training it alone with a class-balanced sampler")
 
     # ------------------------------------------------------------------ evaluation
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def _collect(self, batch) -> None:
+        """Keep raw head logits and labels of an evaluation batch (validation or test)."""
         x, y = batch
         self._outputs.append(self.head(x).detach())
         self._labels.append(y)
 
-    def on_validation_epoch_start(self) -> None:
+    def _reset_outputs(self) -> None:
         self._outputs, self._labels = [], []
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._collect(batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_outputs()
 
     def on_validation_epoch_end(self) -> None:
         from zoolab.metrics.foreground import foreground_report
@@ -216,12 +222,10 @@ class EmbeddingClassificationTask(L.LightningModule):
         self.log("val/macro_f1_fg", report["macro_f1_fg"], prog_bar=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        x, y = batch
-        self._outputs.append(self.head(x).detach())
-        self._labels.append(y)
+        self._collect(batch)
 
     def on_test_epoch_start(self) -> None:
-        self._outputs, self._labels = [], []
+        self._reset_outputs()
 
     def raw_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.cat(self._outputs), torch.cat(self._labels)
@@ -307,6 +311,7 @@ def train_embedding_classifier(cfg: DictConfig, run_dir: Path, record: RunRecord
                       trainer_overrides={"max_epochs": task.hard_mining_epochs})
     if task.crt_epochs > 0:
         task.start_crt()
+        datamodule.sampler = "balanced"  # cRT retrains the classifier on class-balanced batches
         trainer = fit(cfg, task, datamodule, run_dir, record, stage="crt", phase="train",
                       trainer_overrides={"max_epochs": task.crt_epochs})
 

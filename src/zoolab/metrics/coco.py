@@ -1,0 +1,194 @@
+"""COCO bbox mAP with MMDetection ``CocoMetric`` semantics, on faster_coco_eval or pycocotools.
+
+Detections (xyxy, 0-based labels, original pixels) are converted to COCO result dicts (xywh, the JSON's
+category id of each label, score), capped at the 100 best per image so that COCO's ``maxDets=[1, 10,
+100]`` agrees with MMDetection's ``[100, 300, 1000]``, and evaluated against the split's original JSON
+restricted to the evaluated images and to the configured categories (as ``CocoMetric`` does with
+``params.imgIds`` / ``params.catIds``). Both backends give bit-identical numbers; faster_coco_eval is the
+default because it is faster on validation-sized sets (see ``benchmarks/coco_eval.py``).
+
+Undefined values keep COCO's convention: a size bucket (or class) without ground truth scores ``-1``.
+
+The two backends agree to the last bit or two: pycocotools divides by ``tp + fp + np.spacing(1)``, so its
+precision is ``1 - 2.2e-16`` where faster_coco_eval's is exactly 1, and the 12 stats can differ by ~1e-16.
+:func:`evaluate_coco` therefore rounds to ``ROUND_DECIMALS`` (far below any meaningful difference, far
+above float noise) so both return the same numbers; :func:`coco_stats` returns the raw values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from zoolab.errors import ZoolabError
+
+__all__ = ["evaluate_coco", "coco_stats", "detections_to_coco_results", "STAT_NAMES", "METRIC_KEYS",
+           "BACKENDS"]
+
+log = logging.getLogger(__name__)
+BACKENDS = ("faster_coco_eval", "pycocotools")
+MAX_DETS_PER_IMAGE = 100
+ROUND_DECIMALS = 10
+STAT_NAMES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l",
+              "AR_1", "AR_10", "AR_100", "AR_s", "AR_m", "AR_l")
+METRIC_KEYS = tuple(f"coco/bbox_{name}" for name in STAT_NAMES[:6])
+
+
+def _numpy(values) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def detections_to_coco_results(detections: Sequence[dict], category_ids: Sequence[int],
+                               max_per_image: int = MAX_DETS_PER_IMAGE) -> list[dict]:
+    """Per-image ``{image_id, boxes xyxy, scores, labels}`` -> COCO result dicts (xywh, JSON category id,
+    score), keeping the ``max_per_image`` best-scored boxes of each image across classes."""
+    category_ids = np.asarray(category_ids, dtype=np.int64)
+    results = []
+    for det in detections:
+        boxes = _numpy(det["boxes"]).astype(np.float64).reshape(-1, 4)
+        scores = _numpy(det["scores"]).astype(np.float64).reshape(-1)
+        labels = _numpy(det["labels"]).astype(np.int64).reshape(-1)
+        if not len(boxes) == len(scores) == len(labels):
+            raise ZoolabError(f"image {det['image_id']}: {len(boxes)} boxes, {len(scores)} scores and "
+                              f"{len(labels)} labels", where="evaluate_coco detections",
+                              fix="return one score and one label per box")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(category_ids)):
+            raise ZoolabError(f"image {det['image_id']}: labels {sorted(set(labels.tolist()))} are outside "
+                              f"0..{len(category_ids) - 1}", where="evaluate_coco detections",
+                              fix="predict 0-based labels in dataset.classes order")
+        keep = np.argsort(-scores, kind="stable")[:max_per_image]
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
+        image_id = int(det["image_id"])
+        results += [{"image_id": image_id, "category_id": int(c), "bbox": b, "score": s}
+                    for b, s, c in zip(xywh, scores.tolist(), category_ids[labels].tolist())]
+    return results
+
+
+def _backend_classes(backend: str):
+    if backend == "faster_coco_eval":
+        from faster_coco_eval import COCO, COCOeval_faster
+
+        return COCO, COCOeval_faster
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        return COCO, COCOeval
+    raise ZoolabError(f"unknown COCO backend '{backend}'", where="evaluate_coco backend",
+                      fix=f"use one of {list(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Route the evaluators' stdout chatter (pycocotools prints) to the debug log."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield
+    if buffer.getvalue().strip():
+        log.debug("COCO evaluator output:\n%s", buffer.getvalue().rstrip())
+
+
+def _load_results(coco_gt, results: list[dict], coco_cls):
+    if results:
+        return coco_gt.loadRes(results)
+    empty = coco_cls()  # pycocotools' loadRes cannot take an empty list
+    empty.dataset = {"images": list(coco_gt.dataset["images"]),
+                     "categories": list(coco_gt.dataset["categories"]), "annotations": []}
+    empty.createIndex()
+    return empty
+
+
+def _run_cocoeval(annotation_file, detections, category_ids, backend, image_ids):
+    """Load GT and results, evaluate, accumulate and summarise; returns the evaluator."""
+    coco_cls, eval_cls = _backend_classes(backend)
+    with _quiet():
+        coco_gt = coco_cls(str(annotation_file))
+        known = set(coco_gt.getImgIds())
+        if image_ids is None:
+            image_ids = [int(d["image_id"]) for d in detections] or sorted(known)
+        unknown = sorted(set(int(i) for i in image_ids) - known)
+        if unknown:
+            raise ZoolabError(f"image ids {unknown[:5]} are not in {annotation_file}",
+                              where="evaluate_coco detections", fix="evaluate against the split's own JSON")
+        missing_cats = sorted(set(int(c) for c in category_ids) - set(coco_gt.getCatIds()))
+        if missing_cats:
+            raise ZoolabError(f"category ids {missing_cats} are not in {annotation_file}",
+                              where="evaluate_coco category_ids", fix="pass dataset(split).category_ids")
+        results = detections_to_coco_results(detections, category_ids)
+        coco_dt = _load_results(coco_gt, results, coco_cls)
+        quiet = {"print_function": log.debug} if backend == "faster_coco_eval" else {}
+        evaluator = eval_cls(coco_gt, coco_dt, "bbox", **quiet)
+        evaluator.params.imgIds = sorted(set(int(i) for i in image_ids))
+        evaluator.params.catIds = [int(c) for c in category_ids]
+        evaluator.params.maxDets = [1, 10, MAX_DETS_PER_IMAGE]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    log.info("COCO evaluation (%s): %d images, %d detections", backend, len(evaluator.params.imgIds),
+             len(results))
+    return evaluator
+
+
+def coco_stats(annotation_file: str | Path, detections: Sequence[dict], category_ids: Sequence[int],
+               backend: str = "faster_coco_eval", image_ids: Sequence[int] | None = None) -> np.ndarray:
+    """COCO's full 12-number summary (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l) for parity checks."""
+    evaluator = _run_cocoeval(annotation_file, detections, category_ids, backend, image_ids)
+    return np.asarray(evaluator.stats[:12], dtype=np.float64)
+
+
+def _classwise_ap(evaluator, category_ids: Sequence[int], class_names: Sequence[str]) -> dict[str, float]:
+    """Per class: mean precision over IoU .50:.95 and recall points, area all, 100 dets (MMDetection's)."""
+    precision = evaluator.eval["precision"]  # [IoU, recall, category (sorted ids), area, maxDets]
+    order = [int(c) for c in evaluator.params.catIds]
+    per_class = {}
+    for name, cat_id in zip(class_names, category_ids):
+        values = precision[:, :, order.index(int(cat_id)), 0, -1]
+        values = values[values > -1]
+        per_class[str(name)] = round(float(values.mean()), ROUND_DECIMALS) if values.size else -1.0
+    return per_class
+
+
+def evaluate_coco(
+    annotation_file: str | Path,
+    detections: list[dict],
+    category_ids: list[int],
+    class_names: list[str],
+    backend: str = "faster_coco_eval",
+    classwise: bool = True,
+    image_ids: list[int] | None = None,
+) -> dict:
+    """COCO bbox metrics of per-image detections against a split's annotation file.
+
+    Args:
+        annotation_file: the split's COCO JSON (``dataset(split).annotation_file``).
+        detections: one dict **per evaluated image, even with no boxes**: ``image_id`` (COCO id),
+            ``boxes`` [N, 4] xyxy in original pixels, ``scores`` [N], ``labels`` [N] 0-based in class order.
+            Images absent from the list are not evaluated (their ground truth is ignored).
+        category_ids: label index -> JSON category id (``dataset(split).category_ids``).
+        class_names: names for the classwise AP, in label order.
+        backend: ``faster_coco_eval`` or ``pycocotools`` (identical numbers).
+        classwise: also return ``classwise: {class_name: AP}``.
+        image_ids: evaluate exactly these images instead of those in ``detections`` (if ``detections`` is
+            empty and this is None, every image of the JSON is evaluated).
+
+    Returns:
+        ``coco/bbox_mAP``, ``_50``, ``_75``, ``_s``, ``_m``, ``_l`` as floats rounded to 10 decimals
+        (``-1`` where COCO leaves a value undefined), plus ``classwise`` when asked.
+    """
+    if len(category_ids) != len(class_names):
+        raise ZoolabError(f"{len(category_ids)} category ids for {len(class_names)} class names",
+                          where="evaluate_coco", fix="pass dataset(split).category_ids and its class_names")
+    evaluator = _run_cocoeval(annotation_file, detections, category_ids, backend, image_ids)
+    metrics: dict = {key: round(float(value), ROUND_DECIMALS)
+                     for key, value in zip(METRIC_KEYS, evaluator.stats[:6])}
+    if classwise:
+        metrics["classwise"] = _classwise_ap(evaluator, category_ids, class_names)
+    return metrics

@@ -11,10 +11,13 @@ CHERRY_SMOKE := $(if $(CHERRY_ROOT),,+smoke=cpu)
 STAMP_NOW := $(shell date +%Y-%m-%d_%H-%M-%S)
 # Classifier sweeps run on the embedded synthetic caches unless EMB_ROOT holds the real ones.
 EMB_DATA := $(if $(EMB_ROOT),,dataset=synthetic_embeddings)
+# Detection and re-ID reports: smoke runs on embedded data unless the real data root is set.
+SARDET_RUN := $(if $(SARDET_ROOT),trainer=gpu,+smoke=cpu)
+REID_RUN := $(if $(HANDS_ROOT),trainer=gpu,+smoke=cpu)
 GEN2_EXPS := clf_dinov3_vits16_mlp256,clf_dinov3_vits16_mlp384,clf_dinov3_vitb16_mlp512,clf_dinov3_vitb16_mlp768,clf_dinov3_vitl16_mlp768_384,clf_dinov3_vitl16_mlp1024_512
 
 .PHONY: help install demo test test-slow bench reproduce-cherry reproduce-classifier-sweep \
-	reproduce-classifier-second-gen reproduce-classifier-minimal clean
+	reproduce-classifier-second-gen reproduce-classifier-minimal reproduce-sardet reproduce-promptsg clean
 
 help:
 	@echo "make demo              set up and train a cherry-pit classifier on the embedded data"
@@ -25,6 +28,8 @@ help:
 	@echo "make reproduce-classifier-sweep       406-run embedding-classifier sweep and its tables"
 	@echo "make reproduce-classifier-second-gen  36-run second-generation sweep"
 	@echo "make reproduce-classifier-minimal     36-run minimal-baseline sweep + default-recipe run"
+	@echo "make reproduce-sardet  SAR detection zoo (E0001-E0025; seeds 0,1,2 for E0002/E0003) and its two tables"
+	@echo "make reproduce-promptsg  PromptSG chronologies v1-v11 on ViT-B/16 and RN50 + zero-shot baselines"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,3 +85,10 @@ reproduce-classifier-minimal: install
 
 clean:
 	rm -rf runs .pytest_cache
+
+reproduce-sardet: install
+	-$(BIN)/python -m zoolab -m '+exp=glob(sardet_*,exclude=[sardet_vis_*,sardet_lora_r16_fc1fc2,sardet_linear_probe])' \
+		$(SARDET_RUN) hydra.sweep.dir=multirun/reproduce-sardet/$(STAMP_NOW)/single
+	-$(BIN)/python -m zoolab -m '+exp=sardet_lora_r16_fc1fc2,sardet_linear_probe' seed=0,1,2 $(SARDET_RUN) \
+		hydra.sweep.dir=multirun/reproduce-sardet/$(STAMP_NOW)/seeds
+	$(BIN)/python -m zoolab.results multirun/reproduce-sardet/$(STAMP_NOW) --report sardet

@@ -37,6 +37,9 @@ class TaskConfig:
     smoke: Any = None       # the family's +smoke=cpu values
     pooling: Any = None     # embed: cls | mean | both
     chunk_size: Any = None  # embed: batches per resumable chunk
+    split: Any = None         # visualize: which split's images to paint
+    num_images: Any = None    # visualize: how many images
+    score_thresh: Any = None  # visualize: lowest prediction score drawn
 
 
 @dataclasses.dataclass

@@ -209,9 +209,7 @@ def evaluate_checkpoint(cfg: DictConfig, task, datamodule, run_dir: Path, record
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
-        task.backbone.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("backbone.")})
-        task.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        task.load_export_state_dict(load_file(str(path)))
     else:
         _load_weights(task, path)
     record.update(evaluated_checkpoint=str(path))

@@ -179,6 +179,11 @@ class ImageClassificationTask(L.LightningModule):
             f"head.{k}": v for k, v in self.head.state_dict().items()
         }
 
+    def load_export_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load weights written by :meth:`export_state_dict` (``ckpt=.../model.safetensors``)."""
+        self.backbone.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("backbone.")})
+        self.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+
     def _param_groups(self) -> list[dict]:
         lr = self.optimizer_factory.keywords.get("lr") if isinstance(self.optimizer_factory, partial) else None
         groups = self.adapter.param_groups(self.backbone, lr)

@@ -1,0 +1,280 @@
+"""Object detection task (SAR family): timm features -> adapter -> RetinaNet (FPN neck + head), COCO mAP.
+
+Protocol of the original zoo (SAR-LoRA-DINO on MMDetection): validation after every epoch with score
+threshold 0.05 selects the checkpoint on ``val/coco/bbox_mAP``; the final figures come from a separate
+test pass of the best checkpoint with score threshold 0.0 and at most 100 detections per image, scored
+by the COCO evaluator against the split's own annotation file (categories mapped by name), with
+per-class APs. Training optimises focal + L1 box loss, logged as ``train/loss_cls`` / ``train/loss_bbox``.
+
+Weights written besides ``model.safetensors`` (merged inference weights, from :meth:`export_state_dict`):
+``checkpoints/adapter.safetensors`` holds only the trained parameters (LoRA, neck, head and any unfrozen
+stage; see :meth:`adapter_state_dict`). It is written by :meth:`split_metrics` on its first call of a run,
+which zoolab's runner makes after the best checkpoint's weights were loaded, so it always matches the
+evaluated model; a full fine-tune (nothing frozen) skips it because it would equal the whole model.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from zoolab.adapters.freeze import freeze_norm_stats
+
+__all__ = ["DetectionTask"]
+
+log = logging.getLogger(__name__)
+LOSS_KEYS = {"classification": "train/loss_cls", "bbox_regression": "train/loss_bbox"}
+VAL_LOGGED = ("coco/bbox_mAP", "coco/bbox_mAP_50", "coco/bbox_mAP_75")
+
+
+def _eval_dataset(dataloaders: Any):
+    """The dataset behind a Trainer's ``val_dataloaders`` / ``test_dataloaders`` (one loader or a list)."""
+    loader = dataloaders[0] if isinstance(dataloaders, (list, tuple)) else dataloaders
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "annotation_file"):
+        raise ValueError("the evaluation dataloader's dataset has no annotation_file: the detection task needs "
+                         "a zoolab.data.coco_detection split to score COCO mAP")
+    return dataset
+
+
+class DetectionTask(L.LightningModule):
+    """RetinaNet on an adapted timm feature backbone.
+
+    Args:
+        backbone: ``TimmFeatures`` (multi-level features, ``out_channels``).
+        head: partial of the detector taking ``backbone``, ``num_classes`` and ``loss``
+            (``zoolab.heads.retinanet.RetinaNetDetector``: ``.backbone``, ``.neck``, ``.head``).
+        adapter: decides which backbone parameters train (LoRA, frozen, full fine-tune) and their groups.
+        loss: the detector's loss settings (``zoolab.losses.detection.RetinaNetLoss``).
+        optimizer: partial taking ``params``; no weight-decay exceptions (the original has no paramwise cfg).
+        class_names: label order (0-based labels).
+        scheduler: partial taking the optimiser; when it also takes ``iters_per_epoch`` (per-iteration
+            schedules such as ``warmup_multistep``) it is stepped every iteration, else every epoch.
+        val_score_thresh: detector score threshold during per-epoch validation (checkpoint selection).
+        test_score_thresh: score threshold of the final evaluation of each split (the report's protocol).
+        eval_backend: COCO evaluator backend, ``faster_coco_eval`` or ``pycocotools`` (identical numbers).
+        latency: ``measure_latency`` settings (``enabled`` false by default, ``threads``, ``warmup``, ``runs``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: Callable[..., nn.Module],
+        adapter: Any,
+        loss: Any,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        class_names: list[str],
+        scheduler: Callable | None = None,
+        val_score_thresh: float = 0.05,
+        test_score_thresh: float = 0.0,
+        eval_backend: str = "faster_coco_eval",
+        latency: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.class_names = list(class_names)
+        self.detector = head(backbone=adapter.apply(backbone), num_classes=len(self.class_names), loss=loss)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.val_score_thresh = float(val_score_thresh)
+        self.test_score_thresh = float(test_score_thresh)
+        self.eval_backend = eval_backend
+        self.latency = {"enabled": False, **dict(latency or {})}
+        self._detections: list[dict] = []
+        self._eval_data = None
+        self._adapter_written = False
+
+    # ------------------------------------------------------------------------------------- structure
+    def components(self) -> dict[str, nn.Module]:
+        return {"backbone": self.detector.backbone, "neck": self.detector.neck, "head": self.detector.head}
+
+    def parameter_counts(self) -> dict:
+        """Total/trainable overall and per component (backbone incl. LoRA, neck, head), with the backbone's
+        LoRA parameter count (``per_component.backbone.lora``, from ``detection_parameter_counts``)."""
+        from zoolab.heads.retinanet import detection_parameter_counts
+        from zoolab.params import count_parameters
+
+        counts = count_parameters(self.components())
+        lora = detection_parameter_counts(self.detector)["backbone"]["lora"]
+        counts["per_component"]["backbone"]["lora"] = lora
+        return counts
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        return self.detector(images)
+
+    # ----------------------------------------------------------------------------------------- steps
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        losses = self.detector(images, targets)
+        loss = sum(losses.values())
+        n = len(images)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        for key, value in losses.items():
+            self.log(LOSS_KEYS.get(key, f"train/loss_{key}"), value, on_step=True, on_epoch=False, batch_size=n)
+        return loss
+
+    def _collect(self, batch) -> None:
+        images, targets = batch
+        for output, target in zip(self.detector(images), targets):
+            self._detections.append({
+                "image_id": int(target["image_id"]),
+                "boxes": output["boxes"].detach().float().cpu(),
+                "scores": output["scores"].detach().float().cpu(),
+                "labels": output["labels"].detach().cpu(),
+            })
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._collect(batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._collect(batch)
+
+    # ---------------------------------------------------------------------------------------- hooks
+    def on_train_epoch_start(self) -> None:
+        freeze_norm_stats(self.detector.backbone)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval(self.val_score_thresh, self.trainer.val_dataloaders)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._detections = []
+            return
+        metrics = self._evaluate(classwise=False)
+        for key in VAL_LOGGED:
+            self.log(f"val/{key}", metrics[key], prog_bar=key == "coco/bbox_mAP")
+        self._detections = []
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval(self.test_score_thresh, self.trainer.test_dataloaders)
+
+    def _start_eval(self, score_thresh: float, dataloaders) -> None:
+        self.detector.score_thresh = score_thresh
+        self._eval_data = _eval_dataset(dataloaders)
+        self._detections = []
+
+    def _evaluate(self, classwise: bool) -> dict:
+        from zoolab.metrics.coco import evaluate_coco
+
+        data = self._eval_data
+        return evaluate_coco(data.annotation_file, self._detections, category_ids=list(data.category_ids),
+                             class_names=self.class_names, backend=self.eval_backend, classwise=classwise)
+
+    # ---------------------------------------------------------------------------------- evaluation
+    def split_metrics(self, split: str, plots_dir: Path) -> dict:
+        """COCO bbox metrics (six ``coco/bbox_*`` keys + ``classwise`` APs) of the split last run through
+        ``trainer.test``; on the first call also writes ``checkpoints/adapter.safetensors`` next to
+        ``plots_dir`` (the run folder's), see the module docstring."""
+        if not self._adapter_written:
+            self.save_adapter(Path(plots_dir).parent / "checkpoints" / "adapter.safetensors")
+            self._adapter_written = True
+        metrics = self._evaluate(classwise=True)
+        metrics["score_thresh"] = self.test_score_thresh
+        metrics["num_images"] = len(self._detections)
+        return metrics
+
+    def measure_latency(self) -> dict:
+        """Batch-1 CPU latency at the detector's input size (post-processing included); off by default."""
+        from zoolab.metrics.latency import measure_latency
+
+        if not self.latency.get("enabled", False):
+            return {}
+        height, width = (int(s) for s in getattr(self.detector, "image_size", (800, 800)))
+        return measure_latency(_ListInput(self.detector), input_shape=(1, 3, height, width),
+                               threads=self.latency.get("threads"), warmup=int(self.latency.get("warmup", 2)),
+                               runs=int(self.latency.get("runs", 10)), input_scale=1.0)
+
+    # --------------------------------------------------------------------------------------- weights
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every trained parameter (LoRA, neck, head, unfrozen stages), keyed as in ``self.detector``."""
+        return {name: p.detach() for name, p in self.detector.named_parameters() if p.requires_grad}
+
+    def save_adapter(self, path: Path) -> Path | None:
+        """Write :meth:`adapter_state_dict` atomically as safetensors; None when nothing is frozen."""
+        from safetensors.torch import save_file
+
+        if all(p.requires_grad for p in self.detector.parameters()):
+            return None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        state = {k: v.cpu().contiguous().clone() for k, v in self.adapter_state_dict().items()}
+        save_file(state, str(tmp), metadata={"format": "pt", "content": "trained parameters only"})
+        tmp.replace(path)
+        return path
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`adapter_state_dict` weights on top of the (pretrained) base; every trained
+        parameter must be present."""
+        expected = set(self.adapter_state_dict())
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise ValueError(f"adapter weights do not match this model: {len(missing)} missing "
+                             f"(e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected "
+                             f"(e.g. {sorted(unexpected)[:3]})")
+        self.detector.load_state_dict(state, strict=False)
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """Inference weights of a plain detector: LoRA merged into the base weights (on a copy), keys
+        ``backbone.* / neck.* / head.*`` as in ``RetinaNetDetector`` without any adapter."""
+        from zoolab.adapters.lora import merge_lora
+
+        merged = merge_lora(copy.deepcopy(self.detector.backbone))
+        return ({f"backbone.{k}": v for k, v in merged.state_dict().items()}
+                | {f"neck.{k}": v for k, v in self.detector.neck.state_dict().items()}
+                | {f"head.{k}": v for k, v in self.detector.head.state_dict().items()})
+
+    def load_export_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`export_state_dict` weights: LoRA is merged away in place first (so the backbone has
+        the plain layout), then every key must match."""
+        from zoolab.adapters.lora import merge_lora
+
+        self.detector.backbone = merge_lora(self.detector.backbone)
+        self.detector.load_state_dict(state, strict=True)
+
+    # ------------------------------------------------------------------------------------- optimiser
+    def _param_groups(self) -> list[dict]:
+        lr = self.optimizer_factory.keywords.get("lr") if isinstance(self.optimizer_factory, partial) else None
+        groups = self.adapter.param_groups(self.detector.backbone, lr)
+        for name in ("neck", "head"):
+            groups.append({"name": name, "params": [p for p in getattr(self.detector, name).parameters()
+                                                    if p.requires_grad]})
+        return [g for g in groups if g["params"]]
+
+    def _iters_per_epoch(self) -> int:
+        self.trainer.estimated_stepping_batches  # loads the training data so the batch count is known
+        batches = self.trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError("a per-iteration schedule needs a training dataloader of known length")
+        return max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self._param_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        factory = self.scheduler_factory
+        target = factory.func if isinstance(factory, partial) else factory
+        if "iters_per_epoch" in inspect.signature(target).parameters:
+            scheduler = factory(optimizer, iters_per_epoch=self._iters_per_epoch())
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": factory(optimizer)}}
+
+
+class _ListInput(nn.Module):
+    """Adapts the detector's list-of-images input to the latency timer's single batch tensor."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor) -> list[dict]:
+        return self.detector(list(images))

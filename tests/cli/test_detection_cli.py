@@ -1,0 +1,83 @@
+"""The SAR detection family through the command line: a smoke run of E0013 with the real ConvNeXt-S (its
+trainable counts are the ledger's), painted detections from its checkpoints, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+from safetensors import safe_open
+
+from conftest import REPO, run_cli
+
+# Keep the real architecture, shrink everything else: one epoch of one batch, two val/test images.
+FAST = ["trainer.max_epochs=1", "dataset.max_images={train:4,val:2,test:2}", "head.image_size=[64,64]"]
+LORA_R8_FC2 = 541_440       # 36 blocks x fc2 x r(in + out), reference note §4
+NECK, HEAD = 4_474_880, 4_928_090
+COCO_KEYS = {f"coco/bbox_{k}" for k in ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")}
+
+
+def _tensor_sizes(path) -> dict[str, int]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_slice(k).get_shape() for k in f.keys()}
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def test_lora_smoke_run_counts_metrics_weights_and_visualize(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    proc = run_cli(["+exp=sardet_lora_r8_fc2", "+smoke=cpu", *FAST, f"hydra.run.dir={run_dir}"], REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "ok" and record["exp_id"] == "E0013"
+    parts = record["params"]["per_component"]
+    assert parts["backbone"]["trainable"] == parts["backbone"]["lora"] == LORA_R8_FC2
+    assert parts["backbone"]["total"] == 49_453_152 + LORA_R8_FC2
+    assert (parts["neck"]["trainable"], parts["head"]["trainable"]) == (NECK, HEAD)
+    assert record["params"]["trainable"] == LORA_R8_FC2 + NECK + HEAD
+
+    metrics = json.loads((run_dir / "smoke_metrics.json").read_text())
+    assert COCO_KEYS <= set(metrics) and all(-1.0 <= metrics[k] <= 1.0 for k in COCO_KEYS)
+    assert metrics["score_thresh"] == 0.0
+    assert not (run_dir / "val_metrics.json").exists()
+
+    # Adapter-only weights: exactly the trained tensors; the export has LoRA merged away.
+    adapter = _tensor_sizes(run_dir / "checkpoints" / "adapter.safetensors")
+    assert sum(_numel(s) for s in adapter.values()) == LORA_R8_FC2 + NECK + HEAD
+    exported = _tensor_sizes(run_dir / "checkpoints" / "model.safetensors")
+    assert not any("lora_" in k or "base_layer" in k for k in exported)
+    assert "backbone.model.stages_3.blocks.2.mlp.fc2.weight" in exported
+
+    for ckpt in ("best.ckpt", "model.safetensors"):
+        vis_dir = tmp_path / f"vis_{ckpt}"
+        proc = run_cli(["+exp=sardet_lora_r8_fc2", "+smoke=cpu", "task=visualize", "head.image_size=[64,64]",
+                        f"ckpt={run_dir / 'checkpoints' / ckpt}", "task.num_images=2", "task.score_thresh=0.0",
+                        f"hydra.run.dir={vis_dir}"], REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        written = json.loads((vis_dir / "run.json").read_text())["visualizations"]
+        assert len(written) == 2 and all(p.startswith("visualizations/val/") for p in written)
+        assert all((vis_dir / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+
+def test_missing_sardet_root_names_the_variable(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    proc = run_cli(["+exp=sardet_lora_r8_fc2", f"hydra.run.dir={run_dir}"], REPO,
+                   env_extra={"SARDET_ROOT": str(tmp_path / "nowhere")})
+    assert proc.returncode == 1
+    assert "SARDET_ROOT" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(run_dir.glob("*_metrics.json"))
+
+
+def test_visualize_without_checkpoint_is_refused(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    for ckpt in ([], [f"ckpt={tmp_path / 'missing.ckpt'}"]):
+        proc = run_cli(["+exp=sardet_lora_r8_fc2", "+smoke=cpu", "task=visualize", *ckpt,
+                        f"hydra.run.dir={run_dir}"], REPO)
+        assert proc.returncode == 1
+        assert "ckpt" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (run_dir / "visualizations").exists()

@@ -41,6 +41,14 @@ def _user_error(exc: BaseException) -> ZoolabError | None:
     return None
 
 
+def _drop_resume_checkpoints(run_dir: Path, record: RunRecord) -> None:
+    """``keep_last_ckpt=false``: a finished run no longer needs its resume checkpoints (big for CLIP)."""
+    dropped = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("**/checkpoints/last.ckpt"))
+    for rel in dropped:
+        (run_dir / rel).unlink()
+    record.update(dropped_checkpoints=dropped)
+
+
 def run(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -69,6 +77,8 @@ def run(cfg: DictConfig) -> None:
                       config_hash=config_hash(cfg), smoke=bool(cfg.get("smoke")),
                       reported=cfg.reported, report=cfg.report)
         get_object(cfg.task.runner)(cfg, run_dir, record)
+        if not cfg.keep_last_ckpt:
+            _drop_resume_checkpoints(run_dir, record)
         record.finish("ok")
         print(f"zoolab: run folder {run_dir}")
         return None

@@ -50,6 +50,7 @@ class RootConfig:
     exp_id: Any
     seed: int
     ckpt: Any
+    keep_last_ckpt: bool
     reported: Any
     report: Any
     paths: Any

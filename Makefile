@@ -13,7 +13,7 @@ STAMP_NOW := $(shell date +%Y-%m-%d_%H-%M-%S)
 EMB_DATA := $(if $(EMB_ROOT),,dataset=synthetic_embeddings)
 # Detection and re-ID reports: smoke runs on embedded data unless the real data root is set.
 SARDET_RUN := $(if $(SARDET_ROOT),trainer=gpu,+smoke=cpu)
-REID_RUN := $(if $(HANDS_ROOT),trainer=gpu,+smoke=cpu)
+REID_RUN := $(if $(HANDS_ROOT),trainer=gpu,+smoke=cpu)   # real runs: CLIP_VITB16_WEIGHTS / CLIP_RN50_WEIGHTS files
 GEN2_EXPS := clf_dinov3_vits16_mlp256,clf_dinov3_vits16_mlp384,clf_dinov3_vitb16_mlp512,clf_dinov3_vitb16_mlp768,clf_dinov3_vitl16_mlp768_384,clf_dinov3_vitl16_mlp1024_512
 
 .PHONY: help install demo test test-slow bench reproduce-cherry reproduce-classifier-sweep \
@@ -88,7 +88,16 @@ clean:
 
 reproduce-sardet: install
 	-$(BIN)/python -m zoolab -m '+exp=glob(sardet_*,exclude=[sardet_vis_*,sardet_lora_r16_fc1fc2,sardet_linear_probe])' \
-		$(SARDET_RUN) hydra.sweep.dir=multirun/reproduce-sardet/$(STAMP_NOW)/single
-	-$(BIN)/python -m zoolab -m '+exp=sardet_lora_r16_fc1fc2,sardet_linear_probe' seed=0,1,2 $(SARDET_RUN) \
+		$(SARDET_RUN) keep_last_ckpt=false hydra.sweep.dir=multirun/reproduce-sardet/$(STAMP_NOW)/single
+	-$(BIN)/python -m zoolab -m '+exp=sardet_lora_r16_fc1fc2,sardet_linear_probe' seed=0,1,2 $(SARDET_RUN) keep_last_ckpt=false \
 		hydra.sweep.dir=multirun/reproduce-sardet/$(STAMP_NOW)/seeds
 	$(BIN)/python -m zoolab.results multirun/reproduce-sardet/$(STAMP_NOW) --report sardet
+
+reproduce-promptsg: install
+	-$(BIN)/python -m zoolab -m '+exp=glob([promptsg_vitb16_*,clip_zeroshot_vitb16])' $(REID_RUN) \
+		$(if $(CLIP_VITB16_WEIGHTS),backbone.weights=$(CLIP_VITB16_WEIGHTS),) keep_last_ckpt=false \
+		hydra.sweep.dir=multirun/reproduce-promptsg/$(STAMP_NOW)/vitb16
+	-$(BIN)/python -m zoolab -m '+exp=glob([promptsg_rn50_*,clip_zeroshot_rn50])' $(REID_RUN) \
+		$(if $(CLIP_RN50_WEIGHTS),backbone.weights=$(CLIP_RN50_WEIGHTS),) keep_last_ckpt=false \
+		hydra.sweep.dir=multirun/reproduce-promptsg/$(STAMP_NOW)/rn50
+	$(BIN)/python -m zoolab.results multirun/reproduce-promptsg/$(STAMP_NOW) --report promptsg

@@ -8,10 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-# As `python -m zoolab` does first thing: subnormal floats make tiny CPU models many times slower.
-torch.set_flush_denormal(True)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,9 +17,16 @@ from hydra.utils import instantiate
 from zoolab.config import prepare_config
 from zoolab.train import build_task
 
-# As `python -m zoolab` does: subnormal activations would otherwise slow CPU training many times over
-# (flush-to-zero is per thread; see zoolab.metrics.latency.enable_flush_denormal).
-torch.set_flush_denormal(True)
+
+
+@pytest.fixture(autouse=True)
+def _flush_denormal():
+    """As `python -m zoolab` does: subnormal activations would otherwise slow CPU training many times over.
+    Restored afterwards: other tests create subnormal values on purpose."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
 
 TINY_RN = ["backbone.model_cfg={embed_dim:64,vision_cfg:{width:16,layers:[1,1,1,1]},"
            "text_cfg:{width:64,layers:1,heads:2}}", "backbone.image_size=[64,64]"]

@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 SPLITS = ("test", "val", "smoke")
+# Overrides that never change a run's numbers: seeds are what a group averages over; keep_last_ckpt is
+# disk bookkeeping.
+NOT_GROUPED = ("seed", "keep_last_ckpt")
 PREFERRED_METRICS = (
     "accuracy", "f1", "precision", "recall", "macro_f1_fg",
     "coco/bbox_mAP", "coco/bbox_mAP_50", "rank1", "mAP",
@@ -154,7 +157,7 @@ def load_run(run_dir: Path, root: Path | None = None) -> dict:
         "error": problem or info.get("error"),
         "seed": seed,
         "overrides": overrides,
-        "group_overrides": [o for o in overrides if _override_key(o) != "seed"],
+        "group_overrides": [o for o in overrides if _override_key(o) not in NOT_GROUPED],
         "metrics": metrics,
         "reported": info.get("reported") if isinstance(info.get("reported"), dict) else {},
         "params": info.get("params") if isinstance(info.get("params"), dict) else {},
@@ -352,7 +355,7 @@ def _md_table(header: list[str], body: list[list[str]]) -> str:
 
 
 def _shown_overrides(overrides: list[str]) -> str:
-    return " ".join(o for o in overrides if _override_key(o) not in ("exp", "seed"))
+    return " ".join(o for o in overrides if _override_key(o) not in ("exp", *NOT_GROUPED))
 
 
 def grouped_markdown(rows: Sequence[dict], key_metrics: list[str] | None = None) -> str:

@@ -8,15 +8,12 @@ CNN separates clean from pit well above chance in a few CPU minutes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from zoolab.data.synthetic._tree import cached_tree
 
 __all__ = ["generate_cherry_dataset", "render_cherry"]
 
@@ -78,26 +75,16 @@ def generate_cherry_dataset(
     if unknown:
         raise ValueError(f"synthetic cherry classes must be among {list(PIT_STRENGTH)}, got {unknown}")
     spec = dict(classes=list(classes), counts=counts, image_size=image_size, seed=seed, version=1)
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    base = Path(cache_dir or os.environ.get("ZOOLAB_CACHE", Path.home() / ".cache" / "zoolab")).expanduser()
-    root = base / "synthetic" / f"cherry-{key}"
-    result = str(root / subdir) if subdir else str(root)
-    if (root / "spec.json").is_file():
-        return result
 
-    base.joinpath("synthetic").mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".cherry-{key}-", dir=base / "synthetic"))
-    rng = np.random.default_rng(seed)
-    for split, n in counts.items():
-        for cls in classes:
-            folder = tmp / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                img = render_cherry(rng, image_size, PIT_STRENGTH[cls])
-                img.save(folder / f"{split}_{cls}_{i:05d}.jpg", quality=int(rng.integers(80, 96)))
-    (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
-    try:
-        os.replace(tmp, root)
-    except OSError:  # another process finished the same tree first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return result
+    def write(tmp: Path) -> None:
+        rng = np.random.default_rng(seed)
+        for split, n in counts.items():
+            for cls in classes:
+                folder = tmp / split / cls
+                folder.mkdir(parents=True)
+                for i in range(n):
+                    img = render_cherry(rng, image_size, PIT_STRENGTH[cls])
+                    img.save(folder / f"{split}_{cls}_{i:05d}.jpg", quality=int(rng.integers(80, 96)))
+
+    root = cached_tree("cherry", spec, cache_dir, write)
+    return str(root / subdir) if subdir else str(root)

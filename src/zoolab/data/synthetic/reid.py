@@ -19,15 +19,12 @@ Layouts (``protocol``):
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from zoolab.data.synthetic._tree import cached_tree
 
 __all__ = ["generate_reid_dataset", "render_hand", "sample_identity"]
 
@@ -190,24 +187,9 @@ def generate_reid_dataset(
         raise ValueError(f"protocol must be 'single_gallery' or 'market1501', got {protocol!r}")
     spec = dict(num_identities={k: int(v) for k, v in counts.items()}, images_per_identity=[low, high],
                 image_size=[int(v) for v in image_size], seed=int(seed), protocol=protocol, version=2)
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    base = Path(cache_dir or os.environ.get("ZOOLAB_CACHE", Path.home() / ".cache" / "zoolab")).expanduser()
-    root = base / "synthetic" / f"reid-{key}"
-    if (root / "spec.json").is_file():
-        return root
 
-    (base / "synthetic").mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".reid-{key}-", dir=base / "synthetic"))
-    try:
+    def write(tmp: Path) -> None:
         rng = np.random.default_rng([spec["seed"], 9])
         (_write_identity_folders if protocol == "single_gallery" else _write_market)(tmp, spec, rng)
-        (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
-        os.replace(tmp, root)
-    except OSError:
-        if not (root / "spec.json").is_file():  # not "another process finished the same tree first"
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return cached_tree("reid", spec, cache_dir, write)

@@ -15,17 +15,14 @@ exercised; validation and test splits contain some images with no objects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from zoolab.data.synthetic._tree import cached_tree
 from zoolab.errors import ZoolabError
 
 __all__ = ["generate_sar_dataset", "render_scene", "SAR_CLASSES"]
@@ -203,25 +200,11 @@ def generate_sar_dataset(
                           where="dataset.root", fix="use 0 <= lo <= hi and image_size >= 64")
     spec = dict(classes=classes, counts=counts, image_size=int(image_size), seed=int(seed),
                 objects_per_image=[lo, hi], version=VERSION)
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    base = Path(cache_dir or os.environ.get("ZOOLAB_CACHE", Path.home() / ".cache" / "zoolab")).expanduser()
-    root = base / "synthetic" / f"sar-{key}"
-    if (root / "spec.json").is_file():
-        return root
 
-    (base / "synthetic").mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".sar-{key}-", dir=base / "synthetic"))
-    try:
+    def write(tmp: Path) -> None:
         category_ids = {name: len(classes) - i for i, name in enumerate(classes)}
         rng = np.random.default_rng(seed)
         for split, count in counts.items():
             _write_split(tmp, split, count, int(image_size), classes, category_ids, rng, (lo, hi))
-        (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
-        os.replace(tmp, root)
-    except OSError:
-        if not (root / "spec.json").is_file():  # a real failure, not another process finishing first
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return cached_tree("sar", spec, cache_dir, write)

@@ -12,8 +12,8 @@ STAMP_NOW := $(shell date +%Y-%m-%d_%H-%M-%S)
 # Classifier sweeps run on the embedded synthetic caches unless EMB_ROOT holds the real ones.
 EMB_DATA := $(if $(EMB_ROOT),,dataset=synthetic_embeddings)
 # Detection and re-ID reports: smoke runs on embedded data unless the real data root is set.
-SARDET_RUN := $(if $(SARDET_ROOT),trainer=gpu,+smoke=cpu)
-REID_RUN := $(if $(HANDS_ROOT),trainer=gpu,+smoke=cpu)   # real runs: CLIP_VITB16_WEIGHTS / CLIP_RN50_WEIGHTS files
+SARDET_RUN := $(if $(SARDET_ROOT),,+smoke=cpu)
+REID_RUN := $(if $(HANDS_ROOT),,+smoke=cpu)   # real runs: CLIP_VITB16_WEIGHTS / CLIP_RN50_WEIGHTS files
 GEN2_EXPS := clf_dinov3_vits16_mlp256,clf_dinov3_vits16_mlp384,clf_dinov3_vitb16_mlp512,clf_dinov3_vitb16_mlp768,clf_dinov3_vitl16_mlp768_384,clf_dinov3_vitl16_mlp1024_512
 
 .PHONY: help install demo test test-slow bench reproduce-cherry reproduce-classifier-sweep \

@@ -25,6 +25,8 @@ from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
 __all__ = ["reject_ckpt", "build_task", "fit", "evaluate", "evaluate_splits", "write_split_metrics", "train_and_evaluate"]
 
 log = logging.getLogger(__name__)
+# safetensors metadata "content" of a file holding only the trained tensors (e.g. LoRA + neck + head)
+ADAPTER_CONTENT = "trained parameters only"
 # zoolab keeps metrics.csv across a resume itself (see _keep_training_curves); Lightning's warning that
 # the non-empty run folder's logs will be deleted is wrong here.
 warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
@@ -207,9 +209,15 @@ def evaluate_checkpoint(cfg: DictConfig, task, datamodule, run_dir: Path, record
         raise ZoolabError(f"checkpoint '{cfg.ckpt}' does not exist", where="ckpt",
                           fix="point ckpt at a run folder's checkpoints/best.ckpt or checkpoints/model.safetensors")
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        task.load_export_state_dict(load_file(str(path)))
+        with safe_open(str(path), "pt") as handle:
+            content = (handle.metadata() or {}).get("content")
+        if content == ADAPTER_CONTENT and hasattr(task, "load_adapter_state_dict"):
+            task.load_adapter_state_dict(load_file(str(path)))  # trained tensors on top of the base weights
+        else:
+            task.load_export_state_dict(load_file(str(path)))
     else:
         _load_weights(task, path)
     record.update(evaluated_checkpoint=str(path))

@@ -159,6 +159,9 @@ class _TextTower(nn.Module):
         self.ln_final = clip.ln_final
         self.text_projection = clip.text_projection
         self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
+        if clip.attn_mask is None:  # running only up to EOT is exact only under the causal mask
+            raise ZoolabError("the text tower has no causal attention mask, which the prompt path relies on",
+                              where="backbone.model_cfg.text_cfg.no_causal_mask", fix="leave no_causal_mask unset")
         if clip.text_pool_type != "argmax":
             raise ZoolabError(f"text pooling '{clip.text_pool_type}' is not supported (argmax/EOT only)",
                               where="backbone.model_cfg.text_cfg.pool_type", fix="leave pool_type unset")

@@ -240,7 +240,8 @@ class ReidDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         train = self.dataset("train")
         if self.num_instances == 0:
-            return self._dataloader(train, self.batch_size, shuffle=True)
+            # drop_last: a last batch of one image would break BatchNorm in the inversion MLP / BNNeck
+            return self._dataloader(train, self.batch_size, shuffle=True, drop_last=True)
         sampler = RandomIdentitySampler(train.labels, self.batch_size, self.num_instances,
                                         seed=torch.initial_seed() % 2 ** 32)
         return self._dataloader(train, self.batch_size, sampler=sampler)

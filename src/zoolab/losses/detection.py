@@ -1,7 +1,8 @@
 """RetinaNet losses: sigmoid focal classification loss plus a box loss, with a choice of normaliser.
 
 ``normalize="batch"`` is MMDetection's (the SAR zoo's original): both losses are summed over every anchor
-of every image in the batch and divided once by the batch's total number of positive anchors.
+of every image in the batch and divided once by the batch's total number of positive anchors (each image
+counting at least one, as MMDetection's ``SamplingResult.num_pos`` does for images without positives).
 ``normalize="image"`` is torchvision's: each image's sums are divided by that image's positives, then the
 per-image losses are averaged. The two agree when every image has the same number of positives.
 
@@ -97,7 +98,7 @@ class RetinaNetLoss:
             positives.append(foreground.sum())
         cls_sums, box_sums, positives = torch.stack(cls_sums), torch.stack(box_sums), torch.stack(positives)
         if self.normalize == "batch":
-            total = positives.sum().clamp(min=1)
+            total = positives.clamp(min=1).sum()
             return {"classification": cls_sums.sum() / total, "bbox_regression": box_sums.sum() / total}
         per_image = positives.clamp(min=1)
         return {

@@ -4,7 +4,7 @@ Detections (xyxy, 0-based labels, original pixels) are converted to COCO result 
 category id of each label, score), capped at the 100 best per image so that COCO's ``maxDets=[1, 10,
 100]`` agrees with MMDetection's ``[100, 300, 1000]``, and evaluated against the split's original JSON
 restricted to the evaluated images and to the configured categories (as ``CocoMetric`` does with
-``params.imgIds`` / ``params.catIds``). Both backends give bit-identical numbers; faster_coco_eval is the
+``params.imgIds`` / ``params.catIds``). Both backends give the same numbers (see below); faster_coco_eval is the
 default because it is faster on validation-sized sets (see ``benchmarks/coco_eval.py``).
 
 Undefined values keep COCO's convention: a size bucket (or class) without ground truth scores ``-1``.

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from zoolab.adapters.freeze import freeze_norm_stats
+from zoolab.train import ADAPTER_CONTENT
 
 __all__ = ["DetectionTask"]
 
@@ -122,6 +123,16 @@ class DetectionTask(L.LightningModule):
             self.log(LOSS_KEYS.get(key, f"train/loss_{key}"), value, on_step=True, on_epoch=False, batch_size=n)
         return loss
 
+    def _refuse_multi_process(self) -> None:
+        """COCO scoring reads every image's detections in this process; on several ranks each would score
+        only its own share and log a wrong mAP, so refuse instead of gathering silently wrong numbers."""
+        if self.trainer is not None and self.trainer.world_size > 1:
+            from zoolab.errors import ZoolabError
+
+            raise ZoolabError(f"detection evaluation runs in one process, but the trainer has "
+                              f"world_size={self.trainer.world_size}", where="trainer.devices",
+                              fix="train with trainer.devices=1 (raise dataset.batch_size for a larger batch)")
+
     def _collect(self, batch) -> None:
         images, targets = batch
         for output, target in zip(self.detector(images), targets):
@@ -158,6 +169,7 @@ class DetectionTask(L.LightningModule):
         self._start_eval(self.test_score_thresh, self.trainer.test_dataloaders)
 
     def _start_eval(self, score_thresh: float, dataloaders) -> None:
+        self._refuse_multi_process()
         self.detector.score_thresh = score_thresh
         self._eval_data = _eval_dataset(dataloaders)
         self._detections = []
@@ -208,19 +220,25 @@ class DetectionTask(L.LightningModule):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         state = {k: v.cpu().contiguous().clone() for k, v in self.adapter_state_dict().items()}
-        save_file(state, str(tmp), metadata={"format": "pt", "content": "trained parameters only"})
+        save_file(state, str(tmp), metadata={"format": "pt", "content": ADAPTER_CONTENT})
         tmp.replace(path)
         return path
 
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load :meth:`adapter_state_dict` weights on top of the (pretrained) base; every trained
         parameter must be present."""
-        expected = set(self.adapter_state_dict())
+        own = self.adapter_state_dict()
+        expected = set(own)
         missing, unexpected = expected - set(state), set(state) - expected
+        unexpected |= {k for k in expected & set(state) if state[k].shape != own[k].shape}  # e.g. another rank
         if missing or unexpected:
-            raise ValueError(f"adapter weights do not match this model: {len(missing)} missing "
-                             f"(e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected "
-                             f"(e.g. {sorted(unexpected)[:3]})")
+            from zoolab.errors import ZoolabError
+
+            raise ZoolabError(f"the adapter weights do not match this model: {len(missing)} trained tensors "
+                              f"missing (e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected or of another shape "
+                              f"(e.g. {sorted(unexpected)[:3]})", where="ckpt",
+                              fix="use the adapter.safetensors of a run of the same experiment (same LoRA rank, "
+                                  "targets and unfrozen stages), or its best.ckpt / model.safetensors")
         self.detector.load_state_dict(state, strict=False)
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from zoolab.errors import ZoolabError
+
 __all__ = ["warmup_multistep_factor", "warmup_multistep"]
 
 
@@ -36,7 +38,9 @@ def warmup_multistep(optimizer: torch.optim.Optimizer, iters_per_epoch: int, war
     if iters_per_epoch < 1:
         raise ValueError(f"iters_per_epoch must be >= 1, got {iters_per_epoch}")
     if warmup_iters < 0 or not 0.0 < warmup_ratio <= 1.0:
-        raise ValueError(f"need warmup_iters >= 0 and 0 < warmup_ratio <= 1, got {warmup_iters}, {warmup_ratio}")
+        raise ZoolabError(f"the warm-up schedule needs warmup_iters >= 0 and 0 < warmup_ratio <= 1, got "
+                          f"{warmup_iters} and {warmup_ratio}", where="sched.warmup_iters / sched.warmup_ratio",
+                          fix="e.g. sched.warmup_iters=500 sched.warmup_ratio=0.001 (the original recipe)")
     milestones = sorted(int(m) for m in milestones)
 
     def factor(iteration: int) -> float:

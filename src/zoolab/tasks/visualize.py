@@ -89,8 +89,7 @@ def visualize_detections(cfg: DictConfig, run_dir: Path, record: RunRecord) -> d
     from zoolab.train import build_task
 
     path = _checkpoint(cfg)
-    split, count = str(cfg.task.split or "val"), int(cfg.task.num_images or 16)
-    score_thresh = float(cfg.task.score_thresh if cfg.task.score_thresh is not None else 0.3)
+    split, count, score_thresh = str(cfg.task.split), int(cfg.task.num_images), float(cfg.task.score_thresh)
     if count < 1:
         raise ZoolabError(f"task.num_images={count} must be at least 1", where="task.num_images", fix="use e.g. 16")
     with record.phase("setup"):

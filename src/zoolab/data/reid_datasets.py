@@ -29,7 +29,7 @@ from torchvision.transforms import RandomErasing
 
 from zoolab.data.reid_layouts import ReidSample
 from zoolab.errors import ZoolabError
-from zoolab.metrics.reid import averaged_over_splits, rank_metrics, single_gallery_splits
+from zoolab.metrics.reid import averaged_over_splits, distance_matrix, rank_metrics, single_gallery_splits
 
 __all__ = [
     "AUGMENT_KEYS",
@@ -164,9 +164,8 @@ class QueryGalleryEvalSet(ReidImageDataset):
 
     def evaluate(self, features) -> dict:
         features = self._features(features)
-        features = features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-12)
         nq = self.num_queries
         pids, camids = self.pids, self.camids
-        distances = 1.0 - features[:nq] @ features[nq:].T
+        distances = distance_matrix(features[:nq], features[nq:], "cosine")
         out = rank_metrics(distances, pids[:nq], pids[nq:], camids[:nq], camids[nq:])
         return {**out, "num_queries": self.num_queries, "num_gallery": self.num_gallery}

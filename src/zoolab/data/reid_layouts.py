@@ -20,6 +20,7 @@ import numpy as np
 
 from zoolab.data.image_folder import IMAGE_EXTENSIONS
 from zoolab.errors import ZoolabError
+from zoolab.metrics.reid import JUNK_PID
 
 __all__ = [
     "ReidSample",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
-JUNK_PID, DISTRACTOR_PID = -1, 0
+DISTRACTOR_PID = 0  # Market-1501 "0000": background boxes, kept in the gallery as negatives
 
 
 class ReidSample(NamedTuple):

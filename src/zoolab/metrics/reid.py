@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = [
     "averaged_over_splits",
+    "distance_matrix",
     "rank_metrics",
     "rank_metrics_loop",
     "single_gallery_splits",
@@ -191,7 +192,8 @@ def single_gallery_splits(pids: np.ndarray, num_splits: int = 10,
     return splits
 
 
-def _distances(query: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
+def distance_matrix(query: np.ndarray, gallery: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Query x gallery distances: ``1 - cosine similarity`` or euclidean."""
     if metric == "cosine":
         qn = query / np.linalg.norm(query, axis=1, keepdims=True).clip(min=1e-12)
         gn = gallery / np.linalg.norm(gallery, axis=1, keepdims=True).clip(min=1e-12)
@@ -212,7 +214,7 @@ def averaged_over_splits(features: np.ndarray, pids: np.ndarray, num_splits: int
         raise ValueError(f"features must be [N, D] with N = len(pids) = {pids.size}, got {features.shape}")
     per_split = []
     for query, gallery in single_gallery_splits(pids, num_splits, seed):
-        dist = _distances(features[query], features[gallery], metric)
+        dist = distance_matrix(features[query], features[gallery], metric)
         per_split.append(rank_metrics(dist, pids[query], pids[gallery]))
     out = {}
     for key in per_split[0]:

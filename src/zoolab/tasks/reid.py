@@ -168,7 +168,7 @@ class ReidTask(L.LightningModule):
         self.adapter = adapter
         self.backbone = adapter.apply(backbone)
         self.promptsg = promptsg(embed_dim=backbone.embed_dim, token_dim=backbone.token_dim)
-        feature_dim = int(getattr(self.promptsg, "feature_dim", backbone.embed_dim))
+        feature_dim = int(backbone.embed_dim)  # both PromptSG modes output an embed_dim feature
         self.head = head(in_features=feature_dim, num_classes=len(class_names))
         self._head_takes_labels = "labels" in inspect.signature(self.head.forward).parameters
         if eval_feature == "neck" and not hasattr(self.head, "neck_feature"):
@@ -267,8 +267,12 @@ class ReidTask(L.LightningModule):
 
     def _stacked_features(self, size: int) -> np.ndarray:
         if sorted(self._features) != list(range(size)):
-            raise RuntimeError(f"evaluation collected {len(self._features)} features for a split of "
-                               f"{size} images")
+            from zoolab.errors import ZoolabError
+
+            raise ZoolabError(f"evaluation collected {len(self._features)} features for a split of {size} "
+                              "images; re-ID metrics need every query and gallery image",
+                              where="trainer.limit_val_batches / trainer.limit_test_batches",
+                              fix="leave both at null (all batches)")
         return torch.stack([self._features[i] for i in range(size)]).numpy()
 
     def on_validation_epoch_start(self) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoolab.errors import ZoolabError
 from zoolab.runfolder import RunRecord, write_json_atomic, write_text_atomic
@@ -42,6 +42,25 @@ def reject_ckpt(cfg: DictConfig) -> None:
     if cfg.get("ckpt"):
         raise ZoolabError(f"ckpt=... (evaluate a checkpoint) is not supported by task '{cfg.task.name}' yet",
                           where="ckpt", fix="remove the ckpt override to train and evaluate")
+
+
+def is_adapter_file(path: Path) -> bool:
+    """Whether ``path`` holds only the trained tensors of a run (they go on top of the pretrained base)."""
+    if Path(path).suffix != ".safetensors" or not Path(path).is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return (handle.metadata() or {}).get("content") == ADAPTER_CONTENT
+
+
+def skip_pretrained_for_full_checkpoint(cfg: DictConfig) -> None:
+    """``ckpt=`` with a full checkpoint (``.ckpt`` or exported ``model.safetensors``) replaces every weight,
+    so the backbone is built without its pretrained file: evaluating or painting an exported model must
+    not demand the original weights. An adapter-only file still needs the pretrained base."""
+    if cfg.get("ckpt") and "pretrained" in cfg.backbone and not is_adapter_file(Path(str(cfg.ckpt)).expanduser()):
+        with open_dict(cfg):
+            cfg.backbone.pretrained = False
 
 
 def build_task(cfg: DictConfig, class_names: list[str]) -> L.LightningModule:
@@ -193,6 +212,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dic
     with record.phase("setup"):
         datamodule = instantiate(cfg.dataset)
         datamodule.setup()
+        skip_pretrained_for_full_checkpoint(cfg)
         task = build_task(cfg, datamodule.class_names)
         write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     record.update(params=task.parameter_counts())
@@ -202,23 +222,43 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dic
     return evaluate(cfg, task, trainer, datamodule, run_dir, record)
 
 
-def evaluate_checkpoint(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord) -> dict:
-    """``ckpt=PATH``: evaluate a zoolab checkpoint (``*.ckpt`` or exported ``model.safetensors``), no training."""
-    path = Path(cfg.ckpt).expanduser()
+def checkpoint_path(cfg: DictConfig) -> Path:
+    """The existing file named by ``ckpt=``."""
+    path = Path(str(cfg.ckpt)).expanduser()
     if not path.is_file():
         raise ZoolabError(f"checkpoint '{cfg.ckpt}' does not exist", where="ckpt",
                           fix="point ckpt at a run folder's checkpoints/best.ckpt or checkpoints/model.safetensors")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+    return path
 
-        with safe_open(str(path), "pt") as handle:
-            content = (handle.metadata() or {}).get("content")
-        if content == ADAPTER_CONTENT and hasattr(task, "load_adapter_state_dict"):
-            task.load_adapter_state_dict(load_file(str(path)))  # trained tensors on top of the base weights
+
+def load_checkpoint(task, path: Path) -> None:
+    """Load a Lightning ``*.ckpt``, an exported ``model.safetensors`` or (tasks with adapters) an adapter-only
+    ``adapter.safetensors`` into ``task``; any failure becomes a ZoolabError naming the file."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            if is_adapter_file(path) and hasattr(task, "load_adapter_state_dict"):
+                task.load_adapter_state_dict(load_file(str(path)))  # trained tensors on top of the base
+            else:
+                task.load_export_state_dict(load_file(str(path)))
         else:
-            task.load_export_state_dict(load_file(str(path)))
-    else:
-        _load_weights(task, path)
+            _load_weights(task, path)
+    except ZoolabError:
+        raise
+    except Exception as exc:  # corrupt file, wrong format, or weights of another architecture
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ZoolabError(
+            f"checkpoint '{path}' cannot be loaded into this experiment's model ({type(exc).__name__}: {first[:300]})",
+            where="ckpt",
+            fix="pass checkpoints/best.ckpt or checkpoints/model.safetensors of a run of the same experiment "
+                "(same backbone, adapter and head settings)",
+        ) from None
+
+
+def evaluate_checkpoint(cfg: DictConfig, task, datamodule, run_dir: Path, record: RunRecord) -> dict:
+    """``ckpt=PATH``: evaluate a zoolab checkpoint (see :func:`load_checkpoint`), no training."""
+    path = checkpoint_path(cfg)
+    load_checkpoint(task, path)
     record.update(evaluated_checkpoint=str(path))
     return evaluate(cfg, task, _build_trainer(cfg, run_dir), datamodule, run_dir, record)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from zoolab.errors import ZoolabError
 from zoolab.runfolder import RunRecord
 
-__all__ = ["GT_COLOUR", "CLASS_COLOURS", "paint_detections", "load_detector_weights", "visualize_detections"]
+__all__ = ["GT_COLOUR", "CLASS_COLOURS", "paint_detections", "visualize_detections"]
 
 log = logging.getLogger(__name__)
 GT_COLOUR = "#00ff00"
@@ -44,38 +44,6 @@ def paint_detections(image: torch.Tensor, gt_boxes: torch.Tensor, boxes: torch.T
     return canvas
 
 
-def load_detector_weights(task, path: Path) -> None:
-    """Load a run's ``*.ckpt`` (Lightning) or exported ``model.safetensors`` into ``task``; any failure
-    becomes a ZoolabError naming the file."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            task.load_export_state_dict(load_file(str(path)))
-        else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            task.load_state_dict(checkpoint["state_dict"])
-    except Exception as exc:  # corrupt file, wrong format, or weights of another architecture
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ZoolabError(
-            f"checkpoint '{path}' cannot be loaded into this experiment's model ({type(exc).__name__}: {first[:300]})",
-            where="ckpt",
-            fix="pass checkpoints/best.ckpt or checkpoints/model.safetensors of a run of the same experiment "
-                "(same backbone, adapter and head settings)",
-        ) from None
-
-
-def _checkpoint(cfg: DictConfig) -> Path:
-    if not cfg.get("ckpt"):
-        raise ZoolabError("task=visualize needs a trained checkpoint and none was given", where="ckpt",
-                          fix="add ckpt=<run>/checkpoints/best.ckpt (or model.safetensors) of a detection run")
-    path = Path(str(cfg.ckpt)).expanduser()
-    if not path.is_file():
-        raise ZoolabError(f"checkpoint '{cfg.ckpt}' does not exist", where="ckpt",
-                          fix="point ckpt at a run folder's checkpoints/best.ckpt or checkpoints/model.safetensors")
-    return path
-
-
 def _write_png_atomic(image: torch.Tensor, path: Path) -> None:
     from torchvision.io import write_png
 
@@ -86,9 +54,12 @@ def _write_png_atomic(image: torch.Tensor, path: Path) -> None:
 
 def visualize_detections(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     """The ``task=visualize`` runner: checkpoint -> first N images of a split -> painted PNGs."""
-    from zoolab.train import build_task
+    from zoolab.train import build_task, checkpoint_path, load_checkpoint, skip_pretrained_for_full_checkpoint
 
-    path = _checkpoint(cfg)
+    if not cfg.get("ckpt"):
+        raise ZoolabError("task=visualize needs a trained checkpoint and none was given", where="ckpt",
+                          fix="add ckpt=<run>/checkpoints/best.ckpt (or model.safetensors) of a detection run")
+    path = checkpoint_path(cfg)
     split, count, score_thresh = str(cfg.task.split), int(cfg.task.num_images), float(cfg.task.score_thresh)
     if count < 1:
         raise ZoolabError(f"task.num_images={count} must be at least 1", where="task.num_images", fix="use e.g. 16")
@@ -99,8 +70,9 @@ def visualize_detections(cfg: DictConfig, run_dir: Path, record: RunRecord) -> d
             raise ZoolabError(f"split '{split}' is not an evaluation split of this dataset",
                               where="task.split", fix=f"use one of {datamodule.eval_splits}")
         dataset = datamodule.dataset(split)
+        skip_pretrained_for_full_checkpoint(cfg)
         task = build_task(cfg, datamodule.class_names)
-        load_detector_weights(task, path)
+        load_checkpoint(task, path)
     record.update(evaluated_checkpoint=str(path), params=task.parameter_counts())
 
     detector = task.detector.eval()

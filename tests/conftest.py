@@ -69,3 +69,14 @@ def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: 
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread avoids thread-sync overhead (10-100x on a shared 2-core box)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

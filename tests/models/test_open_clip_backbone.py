@@ -24,13 +24,7 @@ TINY_RN = {"embed_dim": 32,
 TEMPLATE = "A photo of a X person."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids thread-sync overhead (10-100x on a shared 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_vit(image_size=(32, 32), seed=0, **kwargs) -> OpenClipBackbone:

@@ -19,13 +19,7 @@ TINY_VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "width": 64, "laye
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids thread-sync overhead (10-100x on a shared 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -156,21 +156,11 @@ def _check_boxes(targets: list[dict[str, torch.Tensor]]) -> None:
             )
 
 
-def _count(module: nn.Module) -> dict[str, int]:
-    params = list(module.named_parameters())
-    return {
-        "total": sum(p.numel() for _, p in params),
-        "trainable": sum(p.numel() for _, p in params if p.requires_grad),
-    }
-
-
 def detection_parameter_counts(detector: RetinaNetDetector) -> dict:
     """Total and trainable parameters per component; ``backbone.lora`` counts the ``lora_*`` tensors."""
-    backbone = _count(detector.backbone)
-    backbone["lora"] = sum(p.numel() for n, p in detector.backbone.named_parameters() if "lora_" in n)
-    parts = {"backbone": backbone, "neck": _count(detector.neck), "head": _count(detector.head)}
-    return {
-        **parts,
-        "total": sum(c["total"] for c in parts.values()),
-        "trainable": sum(c["trainable"] for c in parts.values()),
-    }
+    from zoolab.params import count_parameters
+
+    counts = count_parameters({"backbone": detector.backbone, "neck": detector.neck, "head": detector.head})
+    parts = counts["per_component"]
+    parts["backbone"]["lora"] = sum(p.numel() for n, p in detector.backbone.named_parameters() if "lora_" in n)
+    return {**parts, "total": counts["total"], "trainable": counts["trainable"]}

@@ -44,7 +44,8 @@ def _natural_key(text: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number (bools excluded), as metrics and counts in run.json are."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -182,7 +183,7 @@ def flatten_metrics(metrics: dict, splits: Sequence[str] = SPLITS) -> dict[str, 
             name = f"{prefix}/{key}"
             if isinstance(value, dict):
                 visit(name, value)
-            elif _is_number(value):
+            elif is_number(value):
                 flat[name] = float(value)
 
     for split in splits:
@@ -216,7 +217,7 @@ def group_rows(rows: Sequence[dict]) -> list[dict]:
         failed = [r for r in group if r["status"] == "failed"]
         rep = ok[0] if ok else group[0]
         stats = _fold(flatten_metrics(r["metrics"]) for r in ok)
-        seconds = _fold({k: float(v) for k, v in r["seconds"].items() if _is_number(v)} for r in ok)
+        seconds = _fold({k: float(v) for k, v in r["seconds"].items() if is_number(v)} for r in ok)
         status = "ok" if ok and not failed else "partial" if ok else "failed" if failed else "running"
         groups.append({
             "exp": rep["exp"], "exp_id": rep["exp_id"], "task": rep["task"],
@@ -255,7 +256,7 @@ def default_key_metrics(rows: Sequence[dict]) -> list[str]:
     for row in rows:
         split = _eval_split(row["metrics"])
         for key, value in row["metrics"].get(split, {}).items() if split else ():
-            if _is_number(value) and key not in seen:
+            if is_number(value) and key not in seen:
                 seen.append(key)
     preferred = [key for key in PREFERRED_METRICS if key in seen]
     rest = [k for k in seen if k not in PREFERRED_METRICS and "latency" not in k.lower()
@@ -273,12 +274,12 @@ def _metric_key(split: str | None, metric: str) -> str | None:
 def _reported_keys(rows: Sequence[dict]) -> list[str]:
     keys: list[str] = []
     for row in rows:
-        keys += [k for k, v in row["reported"].items() if _is_number(v) and k not in keys]
+        keys += [k for k, v in row["reported"].items() if is_number(v) and k not in keys]
     return keys
 
 
 def _number(value: Any) -> str:
-    if not _is_number(value):
+    if not is_number(value):
         return "" if value is None else str(value)
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))

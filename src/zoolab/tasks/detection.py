@@ -100,14 +100,11 @@ class DetectionTask(L.LightningModule):
 
     def parameter_counts(self) -> dict:
         """Total/trainable overall and per component (backbone incl. LoRA, neck, head), with the backbone's
-        LoRA parameter count (``per_component.backbone.lora``, from ``detection_parameter_counts``)."""
+        LoRA parameter count (``per_component.backbone.lora``)."""
         from zoolab.heads.retinanet import detection_parameter_counts
-        from zoolab.params import count_parameters
 
-        counts = count_parameters(self.components())
-        lora = detection_parameter_counts(self.detector)["backbone"]["lora"]
-        counts["per_component"]["backbone"]["lora"] = lora
-        return counts
+        counts = detection_parameter_counts(self.detector)
+        return {"total": counts.pop("total"), "trainable": counts.pop("trainable"), "per_component": counts}
 
     def forward(self, images: list[torch.Tensor]) -> list[dict]:
         return self.detector(images)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from zoolab.results.aggregate import error_line, group_rows
+from zoolab.results.aggregate import error_line, group_rows, is_number
 
 __all__ = ["render"]
 
@@ -28,9 +28,6 @@ THRESHOLD_COLUMNS = ["Model", "Variant", "Exp", "Threshold", "Pit recall @ thr",
 def _natural(text: Any) -> list:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", str(text or ""))]
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _stat(group: dict, key: str) -> dict | None:
@@ -58,7 +55,7 @@ def _latency(stat: dict | None) -> str:
 
 
 def _count(value: Any) -> str:
-    if not _is_number(value):
+    if not is_number(value):
         return "-"
     if value >= 1e6:
         return f"{value / 1e6:.1f}M"
@@ -78,13 +75,13 @@ def _pit_recall(group: dict) -> dict | None:
 def _params(group: dict) -> str:
     total, trainable = group["params"].get("total"), group["params"].get("trainable")
     text = _count(total)
-    if _is_number(total) and _is_number(trainable) and trainable != total:
+    if is_number(total) and is_number(trainable) and trainable != total:
         text += f" ({_count(trainable)} trainable)"
     return text
 
 
 def _size(mb: Any) -> str:
-    if not _is_number(mb):
+    if not is_number(mb):
         return "-"
     return f"~{mb:.0f} MB" if mb >= 10 else f"~{mb:.1f} MB"
 
@@ -93,9 +90,9 @@ def _reported(group: dict) -> list[str]:
     rep = group["reported"]
     acc, f1, latency = rep.get("accuracy"), rep.get("f1"), rep.get("latency_ms")
     return [
-        _percent({"mean": acc, "std": 0.0, "n": 1}) if _is_number(acc) else "-",
-        f"{f1:.4f}" if _is_number(f1) else "-",
-        f"~{latency:g} ms" if _is_number(latency) else "-",
+        _percent({"mean": acc, "std": 0.0, "n": 1}) if is_number(acc) else "-",
+        f"{f1:.4f}" if is_number(f1) else "-",
+        f"~{latency:g} ms" if is_number(latency) else "-",
     ]
 
 
@@ -136,7 +133,7 @@ def _latency_note(groups: list[dict]) -> str:
     for group in groups:
         if _stat(group, "latency_ms_p50") is None:
             continue
-        threads = "/".join(f"{t:g}" if _is_number(t) else str(t)
+        threads = "/".join(f"{t:g}" if is_number(t) else str(t)
                            for t in _raw_values(group, "latency_threads"))
         cpu = " / ".join(str(c) for c in _raw_values(group, "cpu_model")) or "unknown CPU"
         setup = f"{threads or '?'} thread(s) on {cpu}"

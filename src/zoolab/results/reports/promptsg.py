@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from zoolab.results.aggregate import _natural_key, error_line, group_rows
+from zoolab.results.aggregate import _natural_key, error_line, group_rows, is_number
 
 __all__ = ["render", "SMOKE_NOTE", "BACKBONES"]
 
@@ -26,9 +26,6 @@ COLUMNS = ["Ver.", "Configuration moves", "Loss / Head", "Ours R1 / mAP", "Repor
            "Status"]
 _SPLIT_WORD = {"test": "test", "val": "val", "smoke": "smoke"}
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _stat(group: dict, key: str) -> dict | None:
@@ -60,7 +57,7 @@ def _reported(group: dict) -> tuple[str, str | None]:
     rep = group["reported"] or {}
     note = rep.get("note") if isinstance(rep.get("note"), str) else None
     r1, mean_ap = rep.get("rank1"), rep.get("mAP")
-    if not (_is_number(r1) and _is_number(mean_ap)):
+    if not (is_number(r1) and is_number(mean_ap)):
         return ("- †" if note else "-"), note
     return f"{r1:.2f} / {mean_ap:.2f}" + (" †" if note else ""), note
 

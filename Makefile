@@ -4,6 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.zoolab-installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` / `make test-slow`: one per core, at most 2 (`make test JOBS=0`
+# runs in one process). Each worker is its own pytest session with its own tmp folder, so the session
+# cache of synthetic data (tests/conftest.py cache_dir) is per worker; --dist loadfile keeps a test
+# file's tests, and its module fixtures, on one worker.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 2 ] && n=2; echo $$n)
+XDIST = -n $(JOBS) --dist loadfile
 # On this machine pip takes torch/torchvision from local disk; never ask for newer releases than these.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Reports run on the embedded data with +smoke=cpu unless the real data root is set.
@@ -21,7 +27,7 @@ GEN2_EXPS := clf_dinov3_vits16_mlp256,clf_dinov3_vits16_mlp384,clf_dinov3_vitb16
 
 help:
 	@echo "make demo              set up and train a cherry-pit classifier on the embedded data"
-	@echo "make test              set up and run the test suite (no slow tests)"
+	@echo "make test              set up and run the test suite (no slow tests; JOBS=2 workers)"
 	@echo "make test-slow         the slow tests too"
 	@echo "make bench             benchmarks: training overhead, CPU latency, head training, re-ID evaluation"
 	@echo "make reproduce-cherry  the cherry-pit report's experiments and table"
@@ -47,10 +53,10 @@ demo: install
 	@echo "run folder: runs/demo/$(STAMP_NOW)"
 
 test: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: install
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/train_overhead.py

@@ -62,7 +62,7 @@ def build_task(args: argparse.Namespace):
     from zoolab.heads.retinanet import RetinaNetDetector
     from zoolab.losses.detection import RetinaNetLoss
     from zoolab.tasks.detection import DetectionTask
-    from zoolab.tasks.detection_schedule import warmup_multistep
+    from zoolab.schedules import warmup_multistep
 
     adapter = LoRA(r=8, targets=["fc2"]) if args.adapter == "lora" else FullFineTune()
     return DetectionTask(

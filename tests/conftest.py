@@ -40,7 +40,7 @@ def compose(cache_dir):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from zoolab.config import CONF_DIR
+    from zoolab.config import CONF_DIR, normalize_overrides
     from zoolab.resolvers import register_resolvers
 
     register_resolvers()
@@ -48,7 +48,7 @@ def compose(cache_dir):
     def _compose(overrides: list[str], output_dir: Path | None = None):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+            cfg = hydra_compose("config", overrides=normalize_overrides(overrides), return_hydra_config=True)
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir or cache_dir / "run")
         HydraConfig.instance().set_config(cfg)

@@ -15,7 +15,8 @@ from hydra.utils import instantiate
 
 from zoolab.config import prepare_config
 from zoolab.runfolder import RunRecord
-from zoolab.train import build_task, train_and_evaluate
+from zoolab.families.base import build_task_module as build_task
+from zoolab.pipeline import run_pipeline as train_and_evaluate
 
 OVERRIDES = [
     "+exp=sardet_full_ft", "+smoke=cpu", "dataset=synthetic_sardet",

@@ -31,7 +31,7 @@ def test_full_beats_base_beats_majority(tmp_path, cache_dir):
         metrics = json.loads((run.parent / "test_metrics.json").read_text())
         scores[record["report"]["profile"]] = metrics
         assert record["label"].startswith("qwen_dataset_dinov3_vitl16_mlp1024_512_mix0p1_balnorm_ls0p1_")
-        assert {"load", "train", "calibrate", "evaluate"} <= set(record["seconds"])
+        assert {"setup", "train", "calibrate", "evaluate"} <= set(record["seconds"])
         assert (run.parent / "plots" / "reliability_test.png").is_file()
     base, full = scores["base"], scores["full"]
     majority = _majority_macro_f1_fg(base)

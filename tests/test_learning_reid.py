@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 
 from zoolab.config import prepare_config
-from zoolab.train import build_task
+from zoolab.families.base import build_task_module as build_task
 
 
 

@@ -1,6 +1,7 @@
-"""Config preparation after Hydra composed it: apply ``+smoke``, then validate every key.
+"""Config checks: command-line overrides before Hydra composes, then every key of the composed config.
 
-Validation is structural: root keys come from a dataclass schema, and every node with a ``_target_``
+``+smoke`` needs no Python: the root defaults list merges it after the experiment (see conf/config.yaml),
+so the composed config Hydra saves and prints is the one that runs. Validation is structural: root keys come from a dataclass schema, and every node with a ``_target_``
 is checked against the signature of what it builds (unknown keys, wrong scalar types, unknown targets),
 so a typo fails at start-up with the key's path, the allowed values and a close match.
 """
@@ -9,32 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import inspect
 import typing
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from zoolab.errors import ZoolabError
 
-__all__ = ["CONF_DIR", "RootConfig", "prepare_config", "apply_smoke", "validate_config", "config_hash"]
+__all__ = ["CONF_DIR", "RootConfig", "prepare_config", "validate_config", "config_hash", "normalize_overrides",
+           "check_override_keys", "chosen_experiment"]
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(str(importlib.resources.files("zoolab.conf")))   # conf/, installed as the package zoolab.conf
 _SPECIAL = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-_DATA_SOURCE_KEYS = {"_target_", "root", "cache", "root_env"}
 
 
 @dataclasses.dataclass
 class TaskConfig:
     name: str
-    synthetic_dataset: str
     monitor: str
     monitor_mode: str
     module: Any
-    runner: str = "zoolab.train.train_and_evaluate"
+    family: str = "zoolab.families.base.Family"   # the pipeline hooks of this family
     stages: Any = None      # multi-stage methods (image_cls_two_stage)
-    smoke: Any = None       # the family's +smoke=cpu values
     pooling: Any = None     # embed: cls | mean | both
     chunk_size: Any = None  # embed: batches per resumable chunk
     split: Any = None         # visualize: which split's images to paint
@@ -85,10 +85,21 @@ def _check_keys(node: DictConfig, allowed: typing.Iterable[str], path: str, owne
             )
 
 
+def _accepts_text(hint: Any) -> bool:
+    import os
+
+    if hint is typing.Any or typing.get_origin(hint) is typing.Literal:
+        return True
+    return inspect.isclass(hint) and issubclass(hint, (str, os.PathLike))
+
+
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
+        members = typing.get_args(hint)
+        if isinstance(value, str) and not any(_accepts_text(h) for h in members):
+            return False  # e.g. optim.lr=abc where a float or a tensor is expected
+        return any(_type_ok(value, h) for h in members)
     if hint is type(None):
         return value is None
     if hint is bool:
@@ -170,62 +181,8 @@ def validate_config(cfg: DictConfig) -> None:
         _walk(cfg[group], group)
 
 
-def _cli_value_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    result = []
-    for o in parsed:
-        key = o.key_or_group
-        is_group = (CONF_DIR / key.replace(".", "/")).is_dir()
-        if o.is_delete() or key.split(".")[0] == "hydra" or is_group or o.is_sweep_override():
-            continue
-        result.append((key, o.value()))
-    return result
-
-
-def _cap_epochs(node: Any, limit: int, skip: tuple[str, ...] = ("reported", "report", "trainer")) -> None:
-    """Cap every integer ``*epochs`` value (stage lengths, cRT or hard-mining epochs, ...) at the smoke
-    run's epoch count, so no family-specific schedule turns a smoke run into a long one."""
-    if not isinstance(node, DictConfig):
-        return
-    for key in node.keys():
-        if key in skip or OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
-            continue
-        value = node[key]
-        if isinstance(value, DictConfig):
-            _cap_epochs(value, limit, ())
-        elif str(key).endswith("epochs") and isinstance(value, int) and not isinstance(value, bool) and value > limit:
-            node[key] = limit
-
-
-def apply_smoke(cfg: DictConfig, overrides: list[str], dataset_choice: str | None = None) -> DictConfig:
-    """Make ``+smoke=...`` win whatever the command-line order, while explicit key=value overrides win
-    over smoke: swap in the family's synthetic dataset (keeping the class list) unless it is already the
-    chosen dataset, merge the smoke values, then re-apply the command line's value overrides."""
-    if not cfg.get("smoke"):
-        return cfg
-    synthetic_name = cfg.task.synthetic_dataset
-    dataset_file = CONF_DIR / "dataset" / f"{synthetic_name}.yaml"
-    chosen = dataset_choice == synthetic_name
-    synthetic = cfg.dataset if chosen else OmegaConf.load(dataset_file)
-    for key in [] if chosen else synthetic:
-        # Only the data source changes: the experiment's settings of the same keys carry over.
-        if key not in _DATA_SOURCE_KEYS and key in cfg.dataset:
-            synthetic[key] = cfg.dataset._get_node(key)
-    smoke_values = OmegaConf.masked_copy(cfg.smoke, [k for k in cfg.smoke if k != "name"])
-    with open_dict(cfg):
-        cfg.dataset = synthetic
-        cfg.merge_with(smoke_values, cfg.task.get("smoke") or {})
-        _cap_epochs(cfg, int(cfg.trainer.max_epochs))
-        for key, value in _cli_value_overrides(overrides):
-            if key.split(".")[0] != "smoke":
-                OmegaConf.update(cfg, key, value, force_add=True)
-    return cfg
-
-
-def prepare_config(cfg: DictConfig, overrides: list[str], dataset_choice: str | None = None) -> DictConfig:
-    cfg = apply_smoke(cfg, overrides, dataset_choice)
+def prepare_config(cfg: DictConfig, overrides: list[str] | None = None, dataset_choice: str | None = None) -> DictConfig:
+    """Validate the composed config (the arguments beyond ``cfg`` are kept for callers of the old API)."""
     validate_config(cfg)
     return cfg
 
@@ -236,3 +193,88 @@ def config_hash(cfg: DictConfig) -> str:
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("paths", None)
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container)).encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------ command-line overrides
+# `+exp=` and `+smoke=` are how users choose an experiment and a smoke mode; the root defaults list holds
+# both slots (so the smoke settings merge after the experiment), which Hydra fills with `exp=`/`smoke=`.
+_SLOT_GROUPS = ("exp", "smoke")
+
+
+def normalize_overrides(overrides: list[str]) -> list[str]:
+    """``+exp=X`` -> ``exp=X`` and ``+smoke=Y`` -> ``smoke=Y`` (the root config's own slots)."""
+    result = []
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        if "=" in item and key.lstrip("+") in _SLOT_GROUPS and key.startswith("+") and not key.startswith("++"):
+            item = item[1:]
+        result.append(item)
+    return result
+
+
+def chosen_experiment(overrides: list[str]) -> str | None:
+    """The value given to ``exp=`` / ``+exp=`` on the command line, if any."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.lstrip("+") == "exp" and value:
+            return value
+    return None
+
+
+def _is_group(key: str) -> bool:
+    return (CONF_DIR / key.replace(".", "/")).is_dir() or key.split("/")[0] in ("hydra",)
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """Stop before Hydra composes when a ``key=value`` override names a key the config does not have
+    (Hydra's own message suggests appending the typo with ``+``): give the key's path, the keys its
+    parent accepts and a close match."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob, OverrideType
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return  # Hydra reports syntax errors itself
+    plain = [o for o in parsed if o.type is OverrideType.CHANGE and o.package is None
+             and not _is_group(o.key_or_group) and o.key_or_group.split(".")[0] != "hydra"]
+    if not plain:
+        return
+    choices = []
+    for o in parsed:
+        if _is_group(o.key_or_group) and o.key_or_group.split(".")[0] != "hydra":
+            if isinstance(o.value(), Glob):
+                return  # a glob sweep: each job is checked by Hydra when it composes
+            value = next(iter(o.sweep_string_iterator()), None) if o.is_sweep_override() else o.get_value_element_as_str()
+            if value is None or "glob(" in str(value):
+                return  # a glob sweep: each job is checked by Hydra when it composes
+            choices.append(f"{'+' if o.type is OverrideType.ADD else ''}{o.key_or_group}={value}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=choices)
+    except Exception:
+        return  # bad group choices: Hydra's own message names them
+    finally:
+        GlobalHydra.instance().clear()
+    for o in plain:
+        _check_key_exists(cfg, o.key_or_group)
+
+
+def _check_key_exists(cfg: DictConfig, key: str) -> None:
+    parent_path, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
+    if isinstance(parent, DictConfig) and leaf in parent:
+        return
+    if not isinstance(parent, DictConfig):
+        if parent is None and parent_path:
+            _check_key_exists(cfg, parent_path)
+        return
+    allowed = sorted(str(k) for k in parent.keys())
+    raise ZoolabError(
+        f"unknown config key '{key}' ({parent_path or 'the root config'} has: {', '.join(allowed)})",
+        where=key,
+        fix=f"{_suggest(leaf, allowed)}fix the spelling (a key that is really new needs '+{key}=...')",
+    )

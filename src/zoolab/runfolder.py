@@ -11,8 +11,8 @@ import datetime as dt
 import json
 import math
 import os
+import secrets
 import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,25 +20,49 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-__all__ = ["write_text_atomic", "write_json_atomic", "read_json", "git_commit", "RunRecord", "METRICS_SPLITS"]
+__all__ = ["METRICS_SPLITS", "RunRecord", "git_commit", "read_json", "write_bytes_atomic", "write_json_atomic",
+           "write_text_atomic"]
 
 METRICS_SPLITS = ("smoke", "val", "test")
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    path = Path(path)
+def _create_temp_beside(path: Path) -> tuple[int, Path]:
+    """A new empty file next to ``path``, opened for writing, with the mode the umask allows.
+
+    ``tempfile.mkstemp`` would create it 0600 whatever the umask, and the rename keeps that mode.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _write_atomic(path: Path, content: str | bytes, mode: str) -> Path:
+    path = Path(path)
+    fd, tmp = _create_temp_beside(path)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, mode) as fh:
+            fh.write(content)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Replace ``path`` with ``text`` in one step: readers see the old or the new file, never a part."""
+    return _write_atomic(path, text, "w")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` in one step, like :func:`write_text_atomic`."""
+    return _write_atomic(path, data, "wb")
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """Hydra callback that writes the sweep's results tables when a multirun ends.
 
 Jobs never raise into Hydra (a failed job is recorded in its ``run.json``), so ``on_multirun_end``
-always fires; after writing ``results.tsv``/``results.md`` it exits non-zero if any job failed.
+always fires; after writing ``results.tsv``/``results.md`` it exits non-zero unless every job of the
+sweep folder finished ok. A launched job whose folder has no ``run.json`` counts as not ok too.
 """
 
 from __future__ import annotations
@@ -19,19 +20,31 @@ log = logging.getLogger(__name__)
 
 
 class AggregateResults(Callback):
+    def __init__(self) -> None:
+        self.sweep_dir: Path | None = None
+        self.job_dirs: list[Path] = []
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from zoolab.results.aggregate import any_failed, find_runs, load_run, write_tables
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        self.job_dirs.append(Path(str(config.hydra.runtime.output_dir)))
 
-        sweep_dir = getattr(self, "sweep_dir", None) or Path(str(config.hydra.sweep.dir))
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from zoolab.results.aggregate import find_runs, load_run, run_problems, write_tables
+
+        sweep_dir = self.sweep_dir or Path(str(config.hydra.sweep.dir))
         rows = [load_run(d, sweep_dir) for d in find_runs(sweep_dir)]
         tsv, md = write_tables(sweep_dir, rows)
         print(md.read_text())
         print(f"results: {tsv}\n         {md}")
-        if any_failed(rows):
-            failed = [r["run_dir"] for r in rows if r["status"] != "ok"]
-            print(f"zoolab: {len(failed)} of {len(rows)} jobs failed: {', '.join(map(str, failed))}",
+        problems = run_problems(rows) + self._jobs_without_run_json()
+        if problems:
+            print(f"zoolab: {len(problems)} of {max(len(rows), len(self.job_dirs))} jobs did not finish ok:",
                   file=sys.stderr)
+            print("\n".join(f"  {line}" for line in problems), file=sys.stderr)
             sys.exit(1)
+
+    def _jobs_without_run_json(self) -> list[str]:
+        return [f"{d}: no run.json (the job stopped before its run folder was written)"
+                for d in self.job_dirs if not (d / "run.json").is_file()]

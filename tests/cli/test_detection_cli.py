@@ -11,7 +11,7 @@ from conftest import REPO, run_cli
 
 # Keep the real architecture, shrink everything else: one epoch of one batch, two val/test images.
 FAST = ["trainer.max_epochs=1", "dataset.max_images={train:4,val:2,test:2}", "head.image_size=[64,64]"]
-LORA_R8_FC2 = 541_440       # 36 blocks x fc2 x r(in + out), reference note §4
+LORA_R8_FC2 = 541_440       # 36 blocks x fc2 x r(in + out), see docs/detection.md
 NECK, HEAD = 4_474_880, 4_928_090
 COCO_KEYS = {f"coco/bbox_{k}" for k in ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")}
 

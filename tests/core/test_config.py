@@ -8,12 +8,35 @@ from omegaconf import OmegaConf
 from zoolab.config import CONF_DIR, config_hash, prepare_config
 from zoolab.errors import ZoolabError
 
+# The experiments are the files of conf/exp itself; the family bases in conf/exp/base/ are not options.
 EXPS = sorted(p.stem for p in (CONF_DIR / "exp").glob("*.yaml"))
 
+# The cherry-pit report's rows in its order (Model, Variant), each with the experiment that reproduces it.
+CHERRY_REPORT_ROWS = [
+    ("ResNet50", "Production (Baseline)", "cherry_resnet50_baseline_fc_only"),
+    ("ResNet50", "Augmented (Norm)", "cherry_resnet50_aug"),
+    ("ResNet50", "Scheduler (Norm)", "cherry_resnet50_aug_cosine"),
+    ("MobileNetV3", "Large (Norm)", "cherry_mobilenetv3_large"),
+    ("EfficientNet", "B0 (Norm)", "cherry_efficientnet_b0"),
+    ("ResNet50", "Augmented (Unnorm, Fixed)", "cherry_resnet50_aug_unnorm"),
+    ("ResNet50", "Differential LR (layer4 1e-5, fc 1e-3)", "cherry_resnet50_difflr"),
+    ("ResNet18", "Augmented (Unnorm)", "cherry_resnet18_aug_unnorm"),
+    ("ConvNeXt V2-Tiny", "FCMAE + enhanced aug", "cherry_convnextv2_tiny"),
+    ("ConvNeXt V2-Tiny", "+ label smoothing 0.1", "cherry_convnextv2_tiny_ls"),
+    ("EfficientNet-B2", "Baseline", "cherry_efficientnet_b2"),
+    ("EfficientNet-B2", "+ label smoothing 0.1", "cherry_efficientnet_b2_ls"),
+    ("DINOv2 ViT-S/14", "Linear probe", "cherry_dinov2_vits14_probe"),
+    ("ResNet50", "3-class direct (clean/maybe/pit)", "cherry_resnet50_3class"),
+    ("ResNet50", "Two-stage (production method)", "cherry_resnet50_two_stage"),
+]
 
-def test_there_is_one_exp_per_cherry_report_row():
-    cherry = [e for e in EXPS if e.startswith("cherry_")]
-    assert len(cherry) >= 13
+
+def test_there_is_one_exp_per_cherry_report_row(compose):
+    """Every report row has exactly one experiment, whose labels and position are that row's."""
+    assert sorted(exp for *_, exp in CHERRY_REPORT_ROWS) == [e for e in EXPS if e.startswith("cherry_")]
+    for order, (model, variant, exp) in enumerate(CHERRY_REPORT_ROWS, start=1):
+        cfg, _ = compose([f"+exp={exp}"])
+        assert (cfg.report.model, cfg.report.variant, cfg.report.order) == (model, variant, order), exp
 
 
 @pytest.mark.parametrize("exp", EXPS)
@@ -96,5 +119,12 @@ def test_smoke_caps_family_epoch_counts(compose):
     overrides = ["+exp=cherry_resnet50_two_stage", "+smoke=cpu"]
     cfg, choices = compose(overrides)
     cfg = prepare_config(cfg, overrides, choices.get("dataset"))
-    assert cfg.task.stages.stage1_epochs == 2 and cfg.task.stages.stage2_epochs == 2
+    from zoolab.families.base import Phase
+    from zoolab.pipeline import phase_epochs
+
+    # The config keeps the experiment's stage lengths (what runs is what is printed); the pipeline caps
+    # every phase of a smoke run at trainer.max_epochs.
+    assert cfg.task.stages.stage1_epochs == 30 and cfg.trainer.max_epochs == 2
+    assert phase_epochs(cfg, Phase("stage1", None, None, max_epochs=cfg.task.stages.stage1_epochs)) == 2
+    assert phase_epochs(cfg, Phase("fit", None, None)) == 2
     assert cfg.reported  # provenance untouched

@@ -1,9 +1,11 @@
-"""Tests for zoolab.runfolder (atomic JSON, run.json lifecycle) and the job-folder resolver."""
+"""Tests for zoolab.runfolder (atomic writes, run.json lifecycle) and the sweep-folder resolvers."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import time
 
 import numpy as np
@@ -11,8 +13,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from zoolab.resolvers import _job_dirname
-from zoolab.runfolder import RunRecord, read_json, write_json_atomic, write_text_atomic
+from zoolab.resolvers import MAX_JOB_NAME, _job_dirname, sweep_name
+from zoolab.runfolder import RunRecord, read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
 def _strict_load(path):
@@ -125,21 +127,66 @@ def test_completed_is_false_for_an_empty_folder(tmp_path):
     assert RunRecord.completed(tmp_path, []) is False
 
 
+def write_multirun_yaml(sweep_dir, task_overrides, exclude_keys=("keep_last_ckpt",)):
+    """The multirun-level config as Hydra's sweeper saves it, reduced to what job names read."""
+    hydra = {"overrides": {"task": list(task_overrides)},
+             "job": {"config": {"override_dirname": {"exclude_keys": list(exclude_keys)}}}}
+    (sweep_dir / "multirun.yaml").write_text(OmegaConf.to_yaml({"hydra": hydra}))
+    return str(sweep_dir)
+
+
 @pytest.mark.parametrize(
-    ("override_dirname", "expected"),
+    ("command_line", "job", "expected"),
     [
-        ("backbone=resnet18,optim.lr=0.001", "backbone=resnet18,optim.lr=0.001"),
-        ("dataset.root=/data/cherry", "dataset.root=_data_cherry"),
-        ("+exp=a b/c", "+exp=a_b_c"),
+        (["+exp=a", "seed=0,1", "optim.lr=1e-3"], ["+exp=a", "seed=1", "optim.lr=1e-3"], "3_seed=1"),
+        (["exp=glob(cherry_*)", "dataset.root=/d/x,/d/y"], ["exp=cherry_b", "dataset.root=/d/y"],
+         "3_exp=cherry_b,dataset.root=_d_y"),
+        (["+exp=a", "seed=0"], ["+exp=a", "seed=0"], "3"),
+        (["+exp=a", "keep_last_ckpt=true,false"], ["+exp=a", "keep_last_ckpt=false"], "3"),
     ],
 )
-def test_job_dirname_sanitises_slashes_and_spaces(override_dirname, expected):
-    name = _job_dirname(override_dirname, 0)
-    assert name == expected
+def test_job_dirname_is_the_number_and_the_swept_keys(tmp_path, command_line, job, expected):
+    sweep_dir = write_multirun_yaml(tmp_path, command_line)
+    assert _job_dirname(3, job, sweep_dir) == expected
+
+
+def test_job_dirname_stays_short_and_safe(tmp_path):
+    sweep_dir = write_multirun_yaml(tmp_path, ["a=x,y", "b=x,y", "c=x,y"])
+    name = _job_dirname(12, ["a=" + "p/q " * 40, "b=y", "c=x"], sweep_dir)
+    assert name.startswith("12_a=p_q_p_q") and len(name) <= 3 + MAX_JOB_NAME
     assert "/" not in name and " " not in name
-    assert _job_dirname(override_dirname, 5) == name, "stable across job numbers"
 
 
-@pytest.mark.parametrize("empty", ["", "//", "   "])
-def test_job_dirname_of_no_overrides_is_the_job_number(empty):
-    assert _job_dirname(empty, 3) == "job3"
+def test_job_dirname_without_multirun_yaml_is_the_number(tmp_path):
+    assert _job_dirname(5, ["seed=1"], str(tmp_path)) == "5"
+
+
+@pytest.mark.parametrize(
+    ("command_line", "expected"),
+    [
+        (["+exp=cherry_resnet18_aug_unnorm", "seed=0,1"], "cherry_resnet18_aug_unnorm"),
+        (["exp=cherry_resnet18_aug_unnorm"], "cherry_resnet18_aug_unnorm"),
+        (["+exp=a,b"], "sweep"),
+        (["+exp=choice(a,b)"], "sweep"),
+        (["+exp=glob(cherry_*)"], "glob-cherry"),
+        (["+exp=glob(*_ls,exclude=x)"], "glob-ls"),
+        (["+exp=glob(*)"], "glob"),
+        (["seed=0,1"], "default"),
+    ],
+)
+def test_sweep_name_from_the_command_line(command_line, expected):
+    assert sweep_name(command_line) == expected
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        text = write_text_atomic(tmp_path / "a.txt", "x")
+        data = write_bytes_atomic(tmp_path / "b.bin", b"\x00\x01")
+        rewritten = write_json_atomic(text, {"a": 1})
+    finally:
+        os.umask(previous)
+    assert data.read_bytes() == b"\x00\x01"
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (text, data, rewritten)} == {0o666 & ~umask}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]

@@ -174,6 +174,23 @@ def test_corrupt_image_fails_when_loaded_naming_the_file(root):
         _item(val, 2)
 
 
+def test_training_json_without_a_kept_box_fails_at_setup(tmp_path):
+    root = tmp_path / "sar"
+    _write_split(root, "train", annotations=[])
+    _write_split(root, "val")
+    with pytest.raises(ZoolabError) as info:
+        _dm(root)
+    message = str(info.value)
+    assert "no training image is left" in message and str(root / "Annotations" / "train.json") in message
+    assert "of its 4 images, 0 have a box" in message and "1 are below dataset.min_size=16" in message
+
+
+def test_evaluation_json_without_images_fails_at_setup(root):
+    _write_split(root, "val", images=[], annotations=[])
+    with pytest.raises(ZoolabError, match="val.json lists no images"):
+        _dm(root)
+
+
 def test_missing_root_explains_env_var_key_and_layout(tmp_path, monkeypatch):
     monkeypatch.delenv("SARDET_ROOT", raising=False)
     dm = CocoDetectionDataModule(root=str(tmp_path / "absent"), classes=CLASSES)

@@ -160,3 +160,56 @@ def test_train_split_uses_augmentation_but_eval_splits_do_not(tmp_path):
     val_steps = [type(t).__name__ for t in dm.datasets["val"].transform.transforms]
     assert "MotionBlur" in train_steps and "ColorJitter" in train_steps
     assert val_steps == ["PILToTensor", "Resize"]
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_empty_class_folder_fails_setup_naming_class_and_split(tmp_path):
+    root = _make_tree(tmp_path / "data", {"a": 50, "b": 150})
+    for image in (root / "test" / "b").iterdir():
+        image.unlink()
+    with pytest.raises(ZoolabError) as info:
+        _dm(root, ["a", "b"], verify=False).setup()
+    assert "['b'] have no images" in str(info.value) and str(root / "test") in str(info.value)
+
+
+def test_class_fed_only_by_a_relabelled_folder_is_not_empty(tmp_path):
+    root = _make_tree(tmp_path / "data", {"a": 50, "maybe": 150})
+    dm = _dm(root, ["a", "b"], relabel={"maybe": "b"}, verify=False)
+    dm.setup()
+    assert set(dm.datasets["val"].targets) == {0, 1}
+
+
+def test_truncated_jpeg_fails_setup_when_verifying(tmp_path):
+    root = _make_tree(tmp_path / "data", {"a": 50, "b": 150})
+    bad = root / "val" / "a" / "1.jpg"
+    _truncate(bad)
+    with pytest.raises(ZoolabError) as info:
+        _dm(root, ["a", "b"]).setup()
+    assert str(bad) in str(info.value) and "truncated" in str(info.value)
+
+
+def test_jpeg_with_bytes_after_its_end_marker_passes_verification(tmp_path):
+    root = _make_tree(tmp_path / "data", {"a": 50, "b": 150})
+    padded = root / "train" / "a" / "0.jpg"
+    padded.write_bytes(padded.read_bytes() + b"\0" * 16)
+    _dm(root, ["a", "b"]).setup()
+
+
+def test_unreadable_image_in_a_loader_worker_keeps_its_one_paragraph(tmp_path):
+    from zoolab.data.image_folder import UnreadableImageError
+
+    root = _make_tree(tmp_path / "data", {"a": 50, "b": 150})
+    bad = root / "train" / "b" / "0.jpg"
+    _truncate(bad)
+    dm = ImageFolderDataModule(root=str(root), classes=["a", "b"], image_size=SIZE, num_workers=1, verify=False,
+                               batch_size=64)
+    dm.setup()
+    with pytest.raises(UnreadableImageError) as info:
+        next(iter(dm.loader("train")))
+    message = str(info.value)
+    assert message.startswith(f"cannot read image {bad}: ")
+    assert "Traceback" not in message and "\n" not in message and message.endswith("Fix: replace or delete it.")

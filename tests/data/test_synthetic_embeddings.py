@@ -61,6 +61,16 @@ def test_families_and_dims(caches):
         assert cache.meta["seed"] == 0 and sum(cache.meta["counts"].values()) + 400 == len(cache)
 
 
+def test_meta_names_the_timm_encoder_of_the_backbone_config(caches):
+    """The classifier runs check a cache's ``backbone`` against backbone.name; smoke runs must pass it."""
+    from omegaconf import OmegaConf
+
+    from zoolab.config import CONF_DIR
+
+    for enc, cache in caches.items():
+        assert cache.meta["backbone"] == OmegaConf.load(CONF_DIR / "backbone" / f"{enc}.yaml").name
+
+
 def test_separation_ordering_is_declared():
     sep = {k: v["separation"] for k, v in ENCODER_FAMILIES.items()}
     lvd = [sep["dinov3_vits16"], sep["dinov3_vitb16"], sep["dinov3_vitl16"]]

@@ -119,7 +119,7 @@ def test_partial_unfreeze_lr_keys_must_be_trainable():
 
 def test_task_param_groups_split_out_1d_params_without_weight_decay(resnet18):
     task = _task(resnet18, PartialUnfreeze(trainable=["layer4"], lr={"layer4": 1e-5}))
-    groups = task._param_groups()
+    groups = task.param_groups()
     names = [g["name"] for g in groups]
     assert names == ["backbone.layer4", "backbone.layer4.no_decay", "head", "head.no_decay"]
     for group in groups:

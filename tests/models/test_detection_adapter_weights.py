@@ -10,7 +10,10 @@ from safetensors.torch import load_file
 
 from zoolab.config import prepare_config
 from zoolab.errors import ZoolabError
-from zoolab.train import ADAPTER_CONTENT, build_task
+from zoolab.families.base import build_task_module as build_task
+from zoolab.pipeline import export_weights
+from zoolab.run_outputs import ADAPTER_CONTENT, RunOutputs
+from zoolab.runfolder import RunRecord
 
 CLASSES = ["ship", "aircraft", "car", "tank", "bridge", "harbor"]
 
@@ -24,13 +27,20 @@ def _task(compose, tmp_path, extra=()):
     return build_task(cfg, CLASSES)
 
 
+def _save_adapter(task, tmp_path):
+    """The adapter file as the pipeline exports it after a run."""
+    run_dir = tmp_path / "run"
+    export_weights(task, RunOutputs(run_dir, RunRecord(run_dir)))
+    return run_dir / "checkpoints" / "adapter.safetensors"
+
+
 def test_adapter_file_round_trips_onto_a_fresh_base(compose, tmp_path):
     trained = _task(compose, tmp_path)
     with torch.no_grad():  # stand-in for training: move every trained tensor
         for p in trained.detector.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p))
-    path = trained.save_adapter(tmp_path / "adapter.safetensors")
+    path = _save_adapter(trained, tmp_path)
     with safe_open(str(path), "pt") as handle:
         assert handle.metadata()["content"] == ADAPTER_CONTENT
         keys = set(handle.keys())
@@ -45,7 +55,7 @@ def test_adapter_file_round_trips_onto_a_fresh_base(compose, tmp_path):
 
 
 def test_adapter_of_another_rank_is_refused(compose, tmp_path):
-    path = _task(compose, tmp_path).save_adapter(tmp_path / "adapter.safetensors")
+    path = _save_adapter(_task(compose, tmp_path), tmp_path)
     other = _task(compose, tmp_path, ["adapter.r=4"])
     with pytest.raises(ZoolabError, match="do not match"):
         other.load_adapter_state_dict(load_file(str(path)))

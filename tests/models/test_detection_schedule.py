@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zoolab.errors import ZoolabError
-from zoolab.tasks.detection_schedule import warmup_multistep, warmup_multistep_factor
+from zoolab.schedules import warmup_multistep, warmup_multistep_factor
 
 
 @pytest.mark.parametrize("iteration, expected", [

@@ -15,7 +15,8 @@ from zoolab.data.embedding_cache import load_cache
 from zoolab.errors import ZoolabError
 from zoolab.runfolder import RunRecord
 from zoolab.tasks import embed
-from zoolab.tasks.embed import extract_embeddings
+from zoolab.families.embed import EmbedFamily
+from zoolab.run_outputs import RunOutputs
 
 CLASSES = ["cat", "dog"]
 # DINOv3 ViT-S/16 at 32 px with 2 blocks: 384-d, 1 CLS + 4 register tokens + 4 patch tokens
@@ -55,13 +56,15 @@ def _cfg(root: Path, out_dir: Path, pooling: str = "cls", chunk_size: int = 50, 
         backbone=bb,
         dataset=dict(root=str(root), groups_csv=None, out_dir=str(out_dir), batch_size=batch_size,
                      num_workers=0, classes=None),
-        task=dict(name="embed", runner="zoolab.tasks.embed.extract_embeddings", pooling=pooling,
+        task=dict(name="embed", family="zoolab.families.embed.EmbedFamily", pooling=pooling,
                   chunk_size=chunk_size),
     ))
 
 
 def _run(cfg, run_dir: Path) -> dict:
-    return extract_embeddings(cfg, run_dir, RunRecord(run_dir))
+    """The embed family's evaluation step as the pipeline runs it; returns embed_metrics.json."""
+    EmbedFamily(cfg).evaluate(None, None, None, RunOutputs(run_dir, RunRecord(run_dir)))
+    return json.loads((run_dir / "embed_metrics.json").read_text())
 
 
 def _backbone_output(global_pool: str, root: Path) -> torch.Tensor:

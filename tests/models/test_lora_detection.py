@@ -1,6 +1,6 @@
 """Tests for zoolab.backbones.timm_features and zoolab.adapters.lora.
 
-Exact trainable counts come from the SAR zoo's ledger (reference note §4) and are checked on the real
+Exact trainable counts come from the SAR zoo's ledger (docs/detection.md) and are checked on the real
 ConvNeXt-S architecture built on the meta device (no memory, no forward). Behaviour is tested on timm's
 tiny ``test_convnext`` (dims 24/32/48/64, depths 1/2/4/2, Linear fc1/fc2).
 """

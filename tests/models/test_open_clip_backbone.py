@@ -222,7 +222,7 @@ def test_torchscript_archive_is_loaded_like_openai_pt_files(tmp_path):
 
 
 def test_weights_are_required_local_and_never_downloaded(tmp_path):
-    with pytest.raises(ZoolabError, match="DESIGN.md §5"):
+    with pytest.raises(ZoolabError, match="local weights files only"):
         OpenClipBackbone("ViT-B-16", pretrained=True, weights=None, model_cfg=TINY_VIT, image_size=[32, 32])
     with pytest.raises(ZoolabError, match="does not exist"):
         OpenClipBackbone("ViT-B-16", pretrained=True, weights=str(tmp_path / "missing.pt"),

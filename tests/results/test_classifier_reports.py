@@ -1,4 +1,4 @@
-"""Tests for the embedding-classifier report renderers (seed 001) on synthetic run folders."""
+"""Tests for the embedding-classifier report renderers on synthetic run folders."""
 
 from __future__ import annotations
 

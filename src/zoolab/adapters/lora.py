@@ -1,14 +1,17 @@
 """LoRA on a timm backbone's MLP layers (peft), with optional whole-stage unfreezing.
 
-Follows SAR-LoRA-DINO's hand-written ``LoRALinear`` (reference note §0, §4): LoRA wraps the ``nn.Linear``
-``mlp.fc1``/``mlp.fc2`` layers named in ``targets``; the update is ``B(A(dropout(x))) * alpha / r`` with
-``alpha = 2r`` by default and no LoRA bias, which is exactly peft's ``LoraConfig(bias="none")``.
+Follows SAR-LoRA-DINO's hand-written ``LoRALinear`` (the original zoo did not use peft): LoRA wraps the
+``nn.Linear`` ``mlp.fc1``/``mlp.fc2`` layers named in ``targets``; the update is
+``B(A(dropout(x))) * alpha / r`` with ``alpha = 2r`` by default and no LoRA bias, which is exactly peft's
+``LoraConfig(bias="none")``.
 
 "Unfreeze stage 3" keeps the original's order: the original unfroze the stage first and injected LoRA
 afterwards, and injection froze each wrapped base layer. So a LoRA-wrapped ``fc`` inside an unfrozen stage
 keeps its base weight frozen while everything else in the stage trains. With peft we inject first (peft
-freezes every non-adapter parameter of the module it is given), unfreeze the named submodules, then
-re-freeze every ``base_layer`` parameter inside them. The ledger's trainable counts confirm these semantics.
+freezes every non-adapter parameter of the module it is given), unfreeze the named submodules, then re-freeze
+every ``base_layer`` parameter inside them. Only these semantics reproduce the original's reported trainable
+counts: e.g. r=16 on fc2 + stage 3 trains 1,082,880 LoRA + 8,390,400 stage-3 parameters = 9,473,280, where
+unfreezing all of stage 3 would give 16,553,472 (docs/detection.md lists every row).
 
 peft is given the backbone's ``.model`` only, never a whole detector: it would freeze the neck and head.
 """

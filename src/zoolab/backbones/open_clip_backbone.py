@@ -3,7 +3,7 @@ prompts.
 
 Built offline with ``open_clip.create_model(name, pretrained=None)`` from open_clip's named architecture
 config (``model_cfg`` deep-merges overrides into it, for tiny test models), then optionally loaded from a
-local weights file with open_clip's own loader (DESIGN.md §5: never the network). The model is built at
+local weights file with open_clip's own loader (never the network). The model is built at
 its native input size; afterwards the image tower is adapted to ``image_size`` [H, W] by resizing its
 positional embedding in 2-D:
 
@@ -243,7 +243,7 @@ class OpenClipBackbone(nn.Module):
         if not weights:
             raise ZoolabError(
                 "backbone.pretrained=true needs a local CLIP weights file; zoolab never downloads "
-                "weights at run time (DESIGN.md §5)",
+                "weights at run time (zoolab reads local weights files only)",
                 where="backbone.weights is null",
                 fix="download the OpenAI/open_clip checkpoint once and pass backbone.weights=/path/to/file "
                 "(.safetensors, .bin, .pth or OpenAI's .pt), or set backbone.pretrained=false (random init), "
@@ -252,7 +252,7 @@ class OpenClipBackbone(nn.Module):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise ZoolabError(
-                f"weights file '{weights}' does not exist (local weights only, DESIGN.md §5)",
+                f"weights file '{weights}' does not exist (zoolab reads local weights files only)",
                 where="backbone.weights",
                 fix="point backbone.weights at a local CLIP checkpoint, or set backbone.pretrained=false",
             )

@@ -28,9 +28,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from zoolab.data.image_folder import load_rgb
 from zoolab.errors import ZoolabError
 
 __all__ = [
@@ -181,13 +181,28 @@ def _check_files_exist(records: list[ImageRecord], split: str) -> None:
         )
 
 
+def _check_not_empty(records: list[ImageRecord], parsed: list[ImageRecord], split: str, annotation_file: Path,
+                     min_size: int) -> None:
+    """A split with no image left would only surface later as torch's ``num_samples=0``."""
+    if records:
+        return
+    if split != "train" or not parsed:
+        raise ZoolabError(f"{annotation_file} lists no images", where=str(annotation_file),
+                          fix=f"restore the file from the dataset download (expected layout: {LAYOUT})")
+    with_boxes = sum(1 for r in parsed if len(r.boxes))
+    too_small = sum(1 for r in parsed if min(r.width, r.height) < min_size)
+    small = f", and {too_small} are below dataset.min_size={min_size} px" if too_small else ""
+    raise ZoolabError(
+        f"no training image is left in {annotation_file}: of its {len(parsed)} images, {with_boxes} have a box "
+        f"of dataset.classes that passes the annotation filters{small}",
+        where=str(annotation_file),
+        fix="annotate the training images with boxes of dataset.classes (categories are matched by name), "
+        "or check dataset.classes and dataset.min_size",
+    )
+
+
 def _load_image(path: Path) -> torch.Tensor:
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))  # SAR greyscale -> 3 identical channels
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise ZoolabError(f"cannot read image {path}: {exc}", where=str(path),
-                          fix="replace or delete it") from exc
+    array = np.asarray(load_rgb(path))  # SAR greyscale -> 3 identical channels
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -223,17 +238,18 @@ class CocoDetectionSplit(Dataset):
         self.hflip = float(hflip) if split == "train" else 0.0
         records, self.category_ids = parse_coco_detection(self.annotation_file, self.image_dir,
                                                           self.class_names)
-        total = len(records)
+        parsed = records
         if split == "train":
             if filter_empty_gt:
                 records = [r for r in records if len(r.boxes)]
             records = [r for r in records if min(r.width, r.height) >= min_size]
+        _check_not_empty(records, parsed, split, self.annotation_file, min_size)
         if max_images is not None:
             records = records[: int(max_images)]
         _check_files_exist(records, split)
         self.records = records
         self.image_ids = [r.image_id for r in records]
-        log.info("%s split: %d of %d images, %d boxes", split, len(records), total,
+        log.info("%s split: %d of %d images, %d boxes", split, len(records), len(parsed),
                  sum(len(r.boxes) for r in records))
 
     def __len__(self) -> int:

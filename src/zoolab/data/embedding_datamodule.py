@@ -39,6 +39,8 @@ class EmbeddingDataModule(L.LightningDataModule):
         cache: path of the cache file.
         name: dataset name used in run labels (``qwen_dataset``).
         encoder: encoder family of the cache, used in run labels (``dinov3_vitl16``).
+        backbone: timm name of the encoder the cache must come from (the experiment's ``backbone.name``),
+            checked against the ``backbone`` the cache's metadata records; None skips the check.
         background: name of the background class in the cache, or None.
         bg: background-class augmentation factor (see module docstring).
         balnorm: L2-normalise embeddings.
@@ -51,6 +53,7 @@ class EmbeddingDataModule(L.LightningDataModule):
         cache: str,
         name: str = "dataset",
         encoder: str = "encoder",
+        backbone: str | None = None,
         background: str | None = "background",
         bg: float | None = 5,
         balnorm: bool = True,
@@ -69,7 +72,7 @@ class EmbeddingDataModule(L.LightningDataModule):
             raise ZoolabError(f"unknown dataset.sampler '{sampler}'", where="dataset.sampler",
                               fix="use natural or balanced")
         self.cache_path = cache
-        self.name, self.encoder = name, encoder
+        self.name, self.encoder, self.backbone = name, encoder, backbone
         self.background = background
         self.bg = bg
         self.balnorm = balnorm
@@ -129,6 +132,7 @@ class EmbeddingDataModule(L.LightningDataModule):
                 f"+exp=embed_{self.encoder}), or use dataset=synthetic_embeddings or +smoke=cpu for the "
                 "embedded synthetic caches",
             )
+        self._check_encoder()
         cache = load_cache(self.cache_path)
         self.class_names = list(cache.class_names)
         if self.background is not None and self.background not in self.class_names:
@@ -147,6 +151,28 @@ class EmbeddingDataModule(L.LightningDataModule):
             if len(idx):
                 index = torch.as_tensor(idx, dtype=torch.long)
                 self.tensors[split] = (x[index].contiguous(), y[index].contiguous())
+
+    def _check_encoder(self) -> None:
+        """Refuse a cache made by another encoder: the run would train on it and report under this one."""
+        from zoolab.data.embedding_cache import cache_info
+
+        if self.backbone is None:
+            return
+        info = cache_info(self.cache_path)
+        made_by = info["meta"].get("backbone")
+        if made_by is None:
+            log.warning("embedding cache %s does not record its encoder; cannot check it is %s",
+                        self.cache_path, self.backbone)
+            return
+        if made_by != self.backbone:
+            raise ZoolabError(
+                f"embedding cache '{self.cache_path}' holds {info['num_images']} {info['dim']}-d embeddings of "
+                f"'{made_by}', but this experiment is about '{self.backbone}' (backbone.name, "
+                f"dataset.encoder={self.encoder}) and would report that cache's results under it",
+                where=f"dataset.cache = {self.cache_path}",
+                fix=f"point dataset.cache (or $EMB_ROOT/{self.encoder}.safetensors) at the cache written by "
+                f"+exp=embed_{self.encoder}, or run the clf_* experiment of the cache's encoder",
+            )
 
     def loader(self, split: str, shuffle: bool = False, balanced: bool = False) -> DataLoader:
         x, y = self.tensors[split]

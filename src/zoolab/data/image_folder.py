@@ -17,14 +17,68 @@ from torch.utils.data import DataLoader, Dataset
 from zoolab.data.transforms import build_transform
 from zoolab.errors import ZoolabError
 
-__all__ = ["ImageFolderSplit", "ImageFolderDataModule", "IMAGE_EXTENSIONS"]
+__all__ = ["ImageFolderSplit", "ImageFolderDataModule", "IMAGE_EXTENSIONS", "UnreadableImageError", "load_rgb"]
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_JPEG_END = b"\xff\xd9"
+
+
+class UnreadableImageError(ZoolabError):
+    """An image file that cannot be decoded, named by path.
+
+    A DataLoader worker's exception reaches the main process rebuilt by torch as
+    ``UnreadableImageError(text)``, the text being the worker's whole traceback; the rebuilt error keeps
+    only the original one-paragraph message (the traceback's last line).
+    """
+
+    def __init__(self, path: str | Path, reason: str | None = None) -> None:
+        if reason is None:  # rebuilt from a single message (torch's worker re-raise, or unpickling)
+            super().__init__(_message_in_worker_traceback(str(path)))
+            return
+        super().__init__(f"cannot read image {path}: {reason}", where=str(path), fix="replace or delete it")
+
+
+def _message_in_worker_traceback(text: str) -> str:
+    if not text.startswith("Caught "):
+        return text
+    last_line = text.rstrip().splitlines()[-1]
+    return last_line.partition(": ")[2] or text
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode ``path`` as RGB, or raise UnreadableImageError naming it."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise UnreadableImageError(path, str(exc)) from exc
 
 
 def _list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _lacks_jpeg_end(path: Path) -> bool:
+    """A JPEG cut short (interrupted copy) passes ``Image.verify``; its end-of-image marker is missing."""
+    if path.suffix.lower() not in (".jpg", ".jpeg"):
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 2))
+        return fh.read(2) != _JPEG_END
+
+
+def _read_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read (``"OSError: ..."``), or None when it can."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        if _lacks_jpeg_end(path):
+            with Image.open(path) as img:
+                img.load()  # only suspicious files pay for a full decode
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 class ImageFolderSplit(Dataset):
@@ -68,20 +122,28 @@ class ImageFolderSplit(Dataset):
                 where=str(split_dir),
                 fix=f"put images at {split_dir}/<class>/*.jpg for classes {self.classes}",
             )
+        self._check_no_empty_class()
+
+    def _check_no_empty_class(self) -> None:
+        counts = torch.bincount(torch.tensor(self.targets), minlength=len(self.classes)).tolist()
+        empty = [c for c, n in zip(self.classes, counts) if n == 0]
+        if empty:
+            raise ZoolabError(
+                f"class folder(s) {empty} have no images in {self.split_dir}, so those classes can be neither "
+                "learnt nor evaluated",
+                where=str(self.split_dir),
+                fix=f"add images to {self.split_dir}/<class>/, or remove the class from dataset.classes",
+            )
 
     @property
     def targets(self) -> list[int]:
         return [label for _, label in self.samples]
 
     def verify(self) -> None:
-        """Open every image header once; raise one error listing the unreadable files."""
-        bad = []
-        for path, _ in self.samples:
-            try:
-                with Image.open(path) as img:
-                    img.verify()
-            except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-                bad.append(f"{path} ({type(exc).__name__})")
+        """Check every image once (header; a JPEG without its end marker is fully decoded); raise one error
+        listing the unreadable files."""
+        problems = ((path, _read_problem(path)) for path, _ in self.samples)
+        bad = [f"{path} ({problem})" for path, problem in problems if problem]
         if bad:
             listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise ZoolabError(
@@ -96,12 +158,7 @@ class ImageFolderSplit(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        try:
-            with Image.open(path) as img:
-                image = img.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise ZoolabError(f"cannot read image {path}: {exc}", where=str(path), fix="replace or delete it") from exc
-        return self.transform(image), label
+        return self.transform(load_rgb(path)), label
 
 
 class ImageFolderDataModule(L.LightningDataModule):

@@ -21,6 +21,8 @@
   per pid the first image (by file name) of each camera is a query and its other images are gallery,
   scored with the same camera rule; queries left without a cross-camera positive are skipped.
 
+CLIP-FH quirk numbers (#9, #11, #13, ...) refer to the numbered list in docs/reid.md.
+
 Training labels are contiguous ``0..C-1`` over the remaining training identities in sorted order
 (folder names, or pids by value); ``class_names`` holds their names (pids as strings). Training batches
 are P x K identity-balanced (``RandomIdentitySampler``, seeded from ``torch.initial_seed()``, i.e. the

@@ -2,10 +2,10 @@
 CVPRW 2019): optional Linear reduction -> BatchNorm1d with a frozen bias -> ArcFace or linear classifier.
 
 The triplet loss uses the feature before the neck and the ID loss the logits after it. The BN bias is
-frozen (not trained), as in the reference implementations; the linear classifier has no bias and is
-initialised N(0, 0.001). ``train_neck=False`` replays CLIP-FH quirk #7: the reduction and BN parameters
-are left out of training (``requires_grad`` False), so the reduction stays a fixed random projection,
-while BN running statistics still update in train mode.
+frozen (not trained), as in the strong-baseline and CLIP-ReID code; the linear classifier has no bias and
+is initialised N(0, 0.001). ``train_neck=False`` replays CLIP-FH quirk #7 (docs/reid.md): the reduction
+and BN parameters are left out of training (``requires_grad`` False), so the reduction stays a fixed
+random projection, while BN running statistics still update in train mode.
 """
 
 from __future__ import annotations

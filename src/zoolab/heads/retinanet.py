@@ -1,11 +1,13 @@
 """RetinaNet (Lin et al., "Focal Loss for Dense Object Detection", 2017) on a timm feature backbone.
 
-Assembled from torchvision parts to match the SAR zoo's MMDetection model (reference note §7):
+Assembled from torchvision parts to match the SAR zoo's MMDetection RetinaNet (compared item by item in
+docs/detection.md):
 C3-C5 of a ``TimmFeatures`` backbone -> ``FeaturePyramidNetwork`` to 256 channels with P6/P7 computed from
 C5 (``LastLevelP6P7``) -> the v1 ``RetinaNetHead`` (4 x conv3x3+ReLU per branch, no norm, prior 0.01) over
 torchvision's default 9 anchors per location. For ConvNeXt-S this is FPN 4,474,880 + head 4,928,090 =
-9,402,970 parameters, the ledger's 9.403M. Remaining differences to MMDet: P7 = conv(ReLU(P6)) and the
-FPN's kaiming init.
+9,402,970 parameters, the 9.403M neck + head the original zoo reports for every row. Remaining differences
+to MMDet: P7 = conv(ReLU(P6)) (MMDet applies no ReLU there), the FPN's Kaiming init (MMDet: Xavier) and
+integer-truncated anchor sizes.
 
 Images are resized to a fixed ``image_size`` without keeping the ratio (MMDet's ``Resize(800, 800,
 keep_ratio=False)``) and normalised with the backbone weights' mean/std by torchvision's

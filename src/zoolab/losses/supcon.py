@@ -5,9 +5,10 @@ For L2-normalised features z and temperature tau, with P(i) the other samples sh
     L = mean_{i : |P(i)| > 0}  -(tau / tau_base) / |P(i)| * sum_{p in P(i)}
             log[ exp(z_i . z_p / tau) / sum_{a != i} exp(z_i . z_a / tau) ]
 
-This is the ``contrast_mode='all'`` loss of the reference implementation with one view per sample.
-The reference averages over every anchor and returns NaN when an anchor has no positive; here such
-anchors are left out of the mean, and a batch without any positive pair gives 0 (still in the graph).
+This is the ``contrast_mode='all'`` loss of the authors' ``SupConLoss`` (SupContrast) with one view per
+sample. That implementation averages over every anchor and returns NaN when an anchor has no positive;
+here such anchors are left out of the mean, and a batch without any positive pair gives 0 (still in the
+graph).
 """
 
 from __future__ import annotations

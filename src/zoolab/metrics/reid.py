@@ -9,14 +9,16 @@ Given a query x gallery distance matrix (smaller = more similar):
   of the kept list; AP = mean over the positives of precision at each positive's kept rank
   (``sum_j j / r_j / m`` for positives at kept ranks r_1 < ... < r_m), so with one positive
   AP = 1 / rank and "mAP" is the mean reciprocal rank.
-- ``rank_metrics_loop`` is the per-query reference of the same computation.
+- ``rank_metrics_loop`` is a per-query loop version of the same computation, kept to cross-check the
+  vectorised one.
 - ``single_gallery_splits`` / ``averaged_over_splits`` implement the hand-dataset protocol: one random
   gallery image per identity, the rest queries, metrics averaged over seeded splits, no cameras.
 
 Ties in distance are broken by gallery index (the order of ``np.argsort(kind="stable")``), so results
 are deterministic. The vectorised path gets that order faster (see ``_stable_argsort``): float32 rows
 are sorted as unique 64-bit keys (order-preserving distance bits << 32 | gallery index); float64 rows
-use the default sort and fall back to a stable sort only for rows that contain ties. See the zoolab re-ID reference notes (section 7) for the protocol facts.
+use the default sort and fall back to a stable sort only for rows that contain ties. docs/reid.md
+describes both protocols as the experiments use them.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def rank_metrics(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
         first_ranks.append(kept_rank[np.arange(hits.shape[0]), hits.argmax(axis=1)])
         precision = np.where(hits, np.cumsum(hits, axis=1) / np.maximum(kept_rank, 1), 0.0)
         # Sequential (cumsum) rather than pairwise summation: adding the zeros is exact, so this
-        # equals a left-to-right sum over the positives only, as in the reference loop.
+        # equals a left-to-right sum over the positives only, as in ``rank_metrics_loop``.
         aps.append(np.cumsum(precision, axis=1)[:, -1] / num_pos)
     return _summary(np.concatenate(first_ranks), np.concatenate(aps), max_rank)
 
@@ -145,7 +147,7 @@ def rank_metrics(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
 def rank_metrics_loop(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
                       q_camids: np.ndarray | None = None, g_camids: np.ndarray | None = None,
                       max_rank: int = 10, remove_same_camera: bool = True) -> dict:
-    """Per-query reference of :func:`rank_metrics` (same arguments and result)."""
+    """Per-query loop version of :func:`rank_metrics` (same arguments and result)."""
     distmat, q_pids, g_pids, q_camids, g_camids = _check_inputs(distmat, q_pids, g_pids, q_camids,
                                                                 g_camids, max_rank)
     use_cams = q_camids is not None and remove_same_camera

@@ -20,16 +20,16 @@ Towards Language Guidance Person Re-Identification", CVPR 2024), and a replay of
 5. At inference, when ``inference_template`` is set, the text feature of that simplified prompt ("A photo
    of a person.", computed once and cached) is the query (NTDuckk's ``TEST_MODE simplified``).
 
-``mode="clipfh"`` replays what CLIP-FH's Stage-3 code actually computed (reference §0.3, quirks 1-4): the
-template is split at "{}" into a prefix and a suffix sentence, each encoded whole by the text encoder; with
-the inversion MLP's output (in image-feature space, quirk 3) they form 3 query tokens; the cross-attention
-keys/values are the single global image token (quirk 1, no residual), so the attention weights are all 1
-and every query becomes out_proj(v_proj(v)): the prompt and the inversion MLP cannot influence the
+``mode="clipfh"`` replays what CLIP-FH's Stage-3 code actually computed (quirks #1-#4 of the numbered list in
+docs/reid.md): the template is split at "{}" into a prefix and a suffix sentence, each encoded whole by the
+text encoder; with the inversion MLP's output (in image-feature space, quirk 3) they form 3 query tokens; the
+cross-attention keys/values are the single global image token (quirk 1, no residual), so the attention weights
+are all 1 and every query becomes out_proj(v_proj(v)): the prompt and the inversion MLP cannot influence the
 feature, and the MLP gets exactly zero gradient from the ID/triplet losses. Then ``self_layers`` post-norm
-``nn.TransformerEncoderLayer`` (ReLU, FFN 2048; 3 in the original, quirk 4), the mean of the 3 tokens,
-L2 normalisation and dropout ``dropout`` (0.1 in the original, which used that value everywhere).
-``inference_template`` is ignored in this mode (the original's eval-time template change, quirk 10, could
-not change the feature either).
+``nn.TransformerEncoderLayer`` (ReLU, FFN 2048; 3 in the original, quirk 4), the mean of the 3 tokens, L2
+normalisation and dropout ``dropout`` (0.1 in the original, which used that value everywhere).
+``inference_template`` is ignored in this mode (the original's eval-time template change, quirk 10, could not
+change the feature either).
 
 ``forward`` returns ``feature`` (the re-ID feature), ``image_feature`` (CLIP's global image feature),
 ``text_feature`` (the prompt's text feature, or in clipfh mode the mean of the 3 query tokens, which is

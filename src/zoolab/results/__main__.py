@@ -1,8 +1,11 @@
 """``python -m zoolab.results DIR [--report NAME] [--metrics a,b]``: rebuild the results tables of DIR.
 
 Writes ``DIR/results.tsv`` and ``DIR/results.md`` from every run folder below DIR, prints the grouped
-table, and with ``--report NAME`` renders ``zoolab.results.reports.NAME`` into ``DIR/report_NAME.md``.
-Exit codes: 0 all runs ok, 1 some run failed (everything is still written), 2 no run folders / bad usage.
+table, and with ``--report NAME`` renders a report into ``DIR/report_NAME.md``: NAME is a built-in report
+(a module of ``zoolab.results.reports``) or an importable module of your own, ``pkg.module`` (its
+``render(rows)``) or ``pkg.module:function``.
+Exit codes: 0 all runs ok, 1 some run is not ok (failed, still running, or with an unreadable file;
+everything is still written), 2 no run folders / bad usage.
 """
 
 from __future__ import annotations
@@ -10,37 +13,79 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 from zoolab.results import reports
-from zoolab.results.aggregate import any_failed, find_runs, grouped_markdown, load_run, write_tables
+from zoolab.results.aggregate import find_runs, grouped_markdown, load_run, run_problems, write_tables
 from zoolab.runfolder import write_text_atomic
 
-__all__ = ["main"]
+__all__ = ["load_report", "main"]
+
+Renderer = Callable[[list], str]
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m zoolab.results", description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, help="folder tree holding run folders (directories with run.json)")
-    parser.add_argument("--report", metavar="NAME", help="also render zoolab.results.reports.NAME")
+    parser.add_argument("--report", metavar="NAME",
+                        help="also render a report: a built-in name, pkg.module or pkg.module:function")
     parser.add_argument("--metrics", metavar="a,b", help="key metric columns, e.g. accuracy,f1 or test/mAP")
     return parser.parse_args(argv)
 
 
-def _load_report(name: str) -> ModuleType:
-    available = sorted(m.name for m in pkgutil.iter_modules(reports.__path__) if not m.name.startswith("_"))
-    if name not in available:
-        print(f"error: unknown report {name!r}; available reports: {', '.join(available) or 'none'} "
-              f"(modules in {Path(reports.__file__).parent}).", file=sys.stderr)
+def _builtin_reports() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(reports.__path__) if not m.name.startswith("_"))
+
+
+class ReportError(Exception):
+    """A ``--report`` value that names no usable renderer."""
+
+
+def _import_report_module(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ReportError(f"cannot import report module {module_name!r} ({exc})") from None
+        raise
+
+
+def load_report(spec: str) -> Renderer:
+    """The renderer ``spec`` names: a built-in report, ``pkg.module`` (its ``render``) or ``pkg.module:fn``."""
+    if spec in _builtin_reports():
+        return importlib.import_module(f"{reports.__name__}.{spec}").render
+    module_name, _, function = spec.partition(":")
+    function = function or "render"
+    if not module_name or module_name.startswith("."):
+        raise ReportError("a report module is an absolute dotted path such as pkg.module")
+    renderer = getattr(_import_report_module(module_name), function, None)
+    if not callable(renderer):
+        raise ReportError(f"{module_name!r} has no function {function!r}")
+    return renderer
+
+
+def _report_or_exit(spec: str) -> Renderer:
+    try:
+        return load_report(spec)
+    except ReportError as exc:
+        print(f"error: unknown report {spec!r}: {exc}. Built-in reports: {', '.join(_builtin_reports())} "
+              f"(modules in {Path(reports.__file__).parent}); your own report is a module on PYTHONPATH "
+              "with render(rows) -> str, given as --report pkg.module or --report pkg.module:function.",
+              file=sys.stderr)
         raise SystemExit(2)
-    return importlib.import_module(f"zoolab.results.reports.{name}")
+
+
+def _report_filename(spec: str) -> str:
+    return f"report_{re.sub(r'[^A-Za-z0-9._-]+', '_', spec)}.md"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    report = _load_report(args.report) if args.report else None
+    render = _report_or_exit(args.report) if args.report else None
     run_dirs = find_runs(args.dir) if args.dir.is_dir() else []
     if not run_dirs:
         print(f"No run folders found under {args.dir.resolve()} (searched recursively, skipping hidden "
@@ -53,15 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     tsv, md = write_tables(args.dir, rows, metrics)
     print(grouped_markdown(rows, metrics))
-    if report is not None:
-        text = report.render(rows)
+    if render is not None:
+        text = render(rows)
         print()
         print(text)
-        write_text_atomic(args.dir / f"report_{args.report}.md", text)
+        write_text_atomic(args.dir / _report_filename(args.report), text)
     print(f"wrote {tsv} and {md}", file=sys.stderr)
-    if any_failed(rows):
-        n_failed = sum(r["status"] == "failed" for r in rows)
-        print(f"{n_failed} of {len(rows)} runs failed; see the FAILED rows in {md}.", file=sys.stderr)
+    problems = run_problems(rows)
+    if problems:
+        print(f"{len(problems)} of {len(rows)} runs are not ok (see {md}):", file=sys.stderr)
+        print("\n".join(f"  {line}" for line in problems), file=sys.stderr)
         return 1
     return 0
 

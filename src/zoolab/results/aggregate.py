@@ -1,29 +1,30 @@
-"""Aggregate run folders into ``results.tsv`` and ``results.md`` (DESIGN.md §3).
+"""Aggregate run folders into ``results.tsv`` and ``results.md``.
 
 A run folder is any directory holding ``run.json``; it may also hold ``.hydra/overrides.yaml`` and
 ``<split>_metrics.json``. Everything here reads files on disk only, so the tables can be rebuilt after a
-crashed multirun (hydra_lightning.md §2: ``on_multirun_end`` never fires when a job fails). Failed or
-unreadable runs become failed rows; they never stop a table from being written. Seeds fold into
-``mean ± std (n seeds)`` groups keyed by ``(exp, overrides without seed=)``.
+crashed multirun (Hydra skips ``on_multirun_end`` when a job raises). Failed or unreadable runs become
+failed rows; they never stop a table from being written. Seeds fold into ``mean ± std (n seeds)`` groups
+keyed by ``(exp, overrides without seed=)``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
+import pandas as pd
 import yaml
 
 from zoolab.runfolder import write_text_atomic
 
 __all__ = [
-    "SPLITS", "PREFERRED_METRICS", "find_runs", "load_run", "flatten_metrics", "group_rows",
-    "format_mean_std", "any_failed", "write_tables", "grouped_markdown", "runs_markdown",
-    "default_key_metrics", "error_line",
+    "PREFERRED_METRICS", "SPLITS", "any_failed", "default_key_metrics", "error_line", "find_runs",
+    "flatten_metrics", "format_mean_std", "group_rows", "grouped_markdown", "load_run", "run_problems",
+    "runs_markdown", "write_tables",
 ]
 
 SPLITS = ("test", "val", "smoke")
@@ -94,13 +95,6 @@ def _eval_split(keys: Iterable[str]) -> str | None:
     """First of ``SPLITS`` present among ``keys`` (split names or ``split/...`` flattened keys)."""
     present = {key.split("/", 1)[0] for key in keys}
     return next((split for split in SPLITS if split in present), None)
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = math.fsum(values) / n
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return mean, std
 
 
 def error_line(error: Any, limit: int = 200) -> str:
@@ -176,29 +170,37 @@ def load_run(run_dir: Path, root: Path | None = None) -> dict:
 
 def flatten_metrics(metrics: dict, splits: Sequence[str] = SPLITS) -> dict[str, float]:
     """Numeric leaves as ``split/key`` (nested dicts as ``split/a/b``); lists, strings and bools skipped."""
-    flat: dict[str, float] = {}
-
-    def visit(prefix: str, obj: dict) -> None:
-        for key, value in obj.items():
-            name = f"{prefix}/{key}"
-            if isinstance(value, dict):
-                visit(name, value)
-            elif is_number(value):
-                flat[name] = float(value)
-
-    for split in splits:
-        if isinstance(metrics.get(split), dict):
-            visit(split, metrics[split])
-    return flat
+    present = {split: metrics[split] for split in splits if isinstance(metrics.get(split), dict)}
+    if not present:
+        return {}
+    (record,) = pd.json_normalize(present, sep="/").to_dict("records")
+    return {key: float(value) for key, value in record.items() if is_number(value)}
 
 
-def _fold(samples: Iterable[dict[str, float]]) -> dict[str, dict]:
-    """{key: {mean, std (ddof=1; 0.0 for one value), n}} over the dicts that hold each key."""
-    values: dict[str, list[float]] = {}
-    for sample in samples:
-        for key, value in sample.items():
-            values.setdefault(key, []).append(value)
-    return {key: dict(zip(("mean", "std"), _mean_std(vs)), n=len(vs)) for key, vs in values.items()}
+def _fold(samples: Sequence[dict[str, float]], group_ids: Sequence[int]) -> dict[int, dict[str, dict]]:
+    """Per group id: {key: {mean, std (ddof=1; 0.0 for one value), n}} over the samples holding each key.
+
+    Keys keep their order of first appearance within the group.
+    """
+    keys: dict[int, dict[str, None]] = {}
+    for group_id, sample in zip(group_ids, samples):
+        keys.setdefault(group_id, {}).update(dict.fromkeys(sample))
+    if not any(keys.values()):
+        return {group_id: {} for group_id in keys}
+    frame = pd.DataFrame.from_records(list(samples))
+    table = frame.groupby(list(group_ids)).agg(["mean", "std", "count"]).to_dict("index")
+    return {group_id: {key: _stat(table[group_id], key) for key in group_keys}
+            for group_id, group_keys in keys.items()}
+
+
+def _stat(aggregates: dict[tuple[str, str], float], key: str) -> dict:
+    n = int(aggregates[(key, "count")])
+    std = float(aggregates[(key, "std")]) if n > 1 else 0.0
+    return {"mean": float(aggregates[(key, "mean")]), "std": std, "n": n}
+
+
+def _numeric_seconds(row: dict) -> dict[str, float]:
+    return {key: float(value) for key, value in row["seconds"].items() if is_number(value)}
 
 
 def group_rows(rows: Sequence[dict]) -> list[dict]:
@@ -211,26 +213,29 @@ def group_rows(rows: Sequence[dict]) -> list[dict]:
     members: dict[tuple, list[dict]] = {}
     for row in rows:
         members.setdefault((row["exp"], tuple(sorted(row["group_overrides"]))), []).append(row)
-    groups = []
-    for group in members.values():
-        ok = [r for r in group if r["status"] == "ok"]
-        failed = [r for r in group if r["status"] == "failed"]
-        rep = ok[0] if ok else group[0]
-        stats = _fold(flatten_metrics(r["metrics"]) for r in ok)
-        seconds = _fold({k: float(v) for k, v in r["seconds"].items() if is_number(v)} for r in ok)
-        status = "ok" if ok and not failed else "partial" if ok else "failed" if failed else "running"
-        groups.append({
-            "exp": rep["exp"], "exp_id": rep["exp_id"], "task": rep["task"],
-            "group_overrides": rep["group_overrides"], "status": status,
-            "n": len(ok), "n_failed": len(failed), "n_other": len(group) - len(ok) - len(failed),
-            "seeds": [r["seed"] for r in ok], "run_dirs": [r["run_dir"] for r in group],
-            "errors": [error_line(r["error"]) for r in failed],
-            "stats": stats, "split": _eval_split(stats), "seconds": seconds,
-            "reported": rep["reported"], "report": rep["report"], "params": rep["params"],
-            "model_size_mb": rep["model_size_mb"], "smoke": any(r["smoke"] for r in group),
-            "rows": group,
-        })
-    return groups
+    ok_rows = [(gid, row) for gid, group in enumerate(members.values()) for row in group if row["status"] == "ok"]
+    ok_ids = [gid for gid, _ in ok_rows]
+    stats = _fold([flatten_metrics(row["metrics"]) for _, row in ok_rows], ok_ids)
+    seconds = _fold([_numeric_seconds(row) for _, row in ok_rows], ok_ids)
+    return [_group(group, stats.get(gid, {}), seconds.get(gid, {})) for gid, group in enumerate(members.values())]
+
+
+def _group(group: list[dict], stats: dict[str, dict], seconds: dict[str, dict]) -> dict:
+    ok = [r for r in group if r["status"] == "ok"]
+    failed = [r for r in group if r["status"] == "failed"]
+    rep = ok[0] if ok else group[0]
+    status = "ok" if ok and not failed else "partial" if ok else "failed" if failed else "running"
+    return {
+        "exp": rep["exp"], "exp_id": rep["exp_id"], "task": rep["task"],
+        "group_overrides": rep["group_overrides"], "status": status,
+        "n": len(ok), "n_failed": len(failed), "n_other": len(group) - len(ok) - len(failed),
+        "seeds": [r["seed"] for r in ok], "run_dirs": [r["run_dir"] for r in group],
+        "errors": [error_line(r["error"]) for r in failed],
+        "stats": stats, "split": _eval_split(stats), "seconds": seconds,
+        "reported": rep["reported"], "report": rep["report"], "params": rep["params"],
+        "model_size_mb": rep["model_size_mb"], "smoke": any(r["smoke"] for r in group),
+        "rows": group,
+    }
 
 
 def format_mean_std(mean: float, std: float, n: int, digits: int = 4) -> str:
@@ -244,6 +249,24 @@ def format_mean_std(mean: float, std: float, n: int, digits: int = 4) -> str:
 
 def any_failed(rows: Sequence[dict]) -> bool:
     return any(row["status"] == "failed" for row in rows)
+
+
+def _status_problem(row: dict) -> str | None:
+    if row["status"] == "failed":
+        return f"failed: {error_line(row['error'])}"
+    if row["status"] == "running":
+        return "still running, or stopped before it finished (run.json says running)"
+    return None if row["status"] == "ok" else f"status is {row['status']!r}, not ok"
+
+
+def run_problems(rows: Sequence[dict]) -> list[str]:
+    """``run_dir: why`` for every run that is not a complete ok run (failed, running, unreadable files)."""
+    lines = []
+    for row in rows:
+        reasons = [r for r in (_status_problem(row), *row["warnings"]) if r]
+        if reasons:
+            lines.append(f"{row['run_dir']}: {'; '.join(reasons)}")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------- columns
@@ -348,11 +371,10 @@ def _group_record(group: dict, metrics: list[str], reported: list[str]) -> dict[
 # ----------------------------------------------------------------------------------------------- tables
 def _md_table(header: list[str], body: list[list[str]]) -> str:
     def esc(cell: Any) -> str:
-        return _one_line(cell).replace("|", "\\|") or " "
+        return _one_line(cell).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
-    return "\n".join(lines)
+    frame = pd.DataFrame([[esc(c) for c in row] for row in body], columns=[esc(h) for h in header])
+    return frame.to_markdown(index=False, disable_numparse=True)
 
 
 def _shown_overrides(overrides: list[str]) -> str:
@@ -405,8 +427,9 @@ def write_tables(root: Path, rows: Sequence[dict] | None = None,
     other = len(rows) - counts["ok"] - counts["failed"]
     summary = f"{len(rows)} runs: {counts['ok']} ok, {counts['failed']} failed" + (
         f", {other} running or unknown" if other else "") + "."
-    smoke = ["", "> Smoke runs present: embedded synthetic data, tiny sizes; numbers are not comparable "
-             "to any report."] if any(r["smoke"] for r in rows) else []
+    smoke_note = ("> Smoke runs present: embedded synthetic data, tiny sizes; numbers are not comparable "
+                  "to any report.")
+    smoke = ["", smoke_note] if any(r["smoke"] for r in rows) else []
     md = "\n".join([
         f"# Results: {root.resolve().name}", "", summary, *smoke, "",
         "## Groups (mean ± sample std over seeds)", "", grouped_markdown(rows, metrics), "",

@@ -16,19 +16,16 @@ evaluated model; a full fine-tune (nothing frozen) skips it because it would equ
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
-import math
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-import lightning as L
 import torch
 from torch import nn
 
 from zoolab.adapters.freeze import freeze_norm_stats
-from zoolab.train import ADAPTER_CONTENT
+from zoolab.tasks.base import ZooTask
+
 
 __all__ = ["DetectionTask"]
 
@@ -47,7 +44,7 @@ def _eval_dataset(dataloaders: Any):
     return dataset
 
 
-class DetectionTask(L.LightningModule):
+class DetectionTask(ZooTask):
     """RetinaNet on an adapted timm feature backbone.
 
     Args:
@@ -92,7 +89,6 @@ class DetectionTask(L.LightningModule):
         self.latency = {"enabled": False, **dict(latency or {})}
         self._detections: list[dict] = []
         self._eval_data = None
-        self._adapter_written = False
 
     # ------------------------------------------------------------------------------------- structure
     def components(self) -> dict[str, nn.Module]:
@@ -181,11 +177,7 @@ class DetectionTask(L.LightningModule):
     # ---------------------------------------------------------------------------------- evaluation
     def split_metrics(self, split: str, plots_dir: Path) -> dict:
         """COCO bbox metrics (six ``coco/bbox_*`` keys + ``classwise`` APs) of the split last run through
-        ``trainer.test``; on the first call also writes ``checkpoints/adapter.safetensors`` next to
-        ``plots_dir`` (the run folder's), see the module docstring."""
-        if not self._adapter_written:
-            self.save_adapter(Path(plots_dir).parent / "checkpoints" / "adapter.safetensors")
-            self._adapter_written = True
+        ``trainer.test``."""
         metrics = self._evaluate(classwise=True)
         metrics["score_thresh"] = self.test_score_thresh
         metrics["num_images"] = len(self._detections)
@@ -204,27 +196,16 @@ class DetectionTask(L.LightningModule):
 
     # --------------------------------------------------------------------------------------- weights
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """Every trained parameter (LoRA, neck, head, unfrozen stages), keyed as in ``self.detector``."""
-        return {name: p.detach() for name, p in self.detector.named_parameters() if p.requires_grad}
-
-    def save_adapter(self, path: Path) -> Path | None:
-        """Write :meth:`adapter_state_dict` atomically as safetensors; None when nothing is frozen."""
-        from safetensors.torch import save_file
-
+        """Every trained parameter (LoRA, neck, head, unfrozen stages), keyed as in ``self.detector``;
+        empty when nothing is frozen (a full fine-tune has no adapter file)."""
         if all(p.requires_grad for p in self.detector.parameters()):
-            return None
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        state = {k: v.cpu().contiguous().clone() for k, v in self.adapter_state_dict().items()}
-        save_file(state, str(tmp), metadata={"format": "pt", "content": ADAPTER_CONTENT})
-        tmp.replace(path)
-        return path
+            return {}
+        return {name: p.detach() for name, p in self.detector.named_parameters() if p.requires_grad}
 
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load :meth:`adapter_state_dict` weights on top of the (pretrained) base; every trained
         parameter must be present."""
-        own = self.adapter_state_dict()
+        own = {name: p for name, p in self.detector.named_parameters() if p.requires_grad}
         expected = set(own)
         missing, unexpected = expected - set(state), set(state) - expected
         unexpected |= {k for k in expected & set(state) if state[k].shape != own[k].shape}  # e.g. another rank
@@ -255,33 +236,6 @@ class DetectionTask(L.LightningModule):
 
         self.detector.backbone = merge_lora(self.detector.backbone)
         self.detector.load_state_dict(state, strict=True)
-
-    # ------------------------------------------------------------------------------------- optimiser
-    def _param_groups(self) -> list[dict]:
-        lr = self.optimizer_factory.keywords.get("lr") if isinstance(self.optimizer_factory, partial) else None
-        groups = self.adapter.param_groups(self.detector.backbone, lr)
-        for name in ("neck", "head"):
-            groups.append({"name": name, "params": [p for p in getattr(self.detector, name).parameters()
-                                                    if p.requires_grad]})
-        return [g for g in groups if g["params"]]
-
-    def _iters_per_epoch(self) -> int:
-        self.trainer.estimated_stepping_batches  # loads the training data so the batch count is known
-        batches = self.trainer.num_training_batches
-        if not math.isfinite(batches):
-            raise ValueError("a per-iteration schedule needs a training dataloader of known length")
-        return max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self._param_groups())
-        if self.scheduler_factory is None:
-            return optimizer
-        factory = self.scheduler_factory
-        target = factory.func if isinstance(factory, partial) else factory
-        if "iters_per_epoch" in inspect.signature(target).parameters:
-            scheduler = factory(optimizer, iters_per_epoch=self._iters_per_epoch())
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": factory(optimizer)}}
 
 
 class _ListInput(nn.Module):

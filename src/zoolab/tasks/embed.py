@@ -8,7 +8,7 @@ weights file sha256 (or the random-init seed), pooling, input size, normalisatio
 timm kwargs, and a fingerprint of the image list, labels and groups. An existing file is reused.
 
 Pooling (from ``model.forward_features`` tokens, as upstream DINOv3 linear evaluation does; see the
-classifier reference notes §2): ``cls`` = the CLS token, ``mean`` = mean of the patch tokens (CLS and
+docs/embedding_classifiers.md): ``cls`` = the CLS token, ``mean`` = mean of the patch tokens (CLS and
 register tokens excluded, ``model.num_prefix_tokens``), ``both`` = concat(CLS, mean). Models without
 tokens (CNNs), or without a CLS token when one is asked for, fall back to the model's own pooled
 output, recorded as ``pooling_used: model``.
@@ -27,17 +27,17 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from zoolab.data.embedding_cache import EmbeddingCache, cache_info, cache_key, save_cache
+from zoolab.data.embedding_cache import cache_key
 from zoolab.errors import ZoolabError
-from zoolab.runfolder import RunRecord, read_json, write_json_atomic
+from zoolab.runfolder import read_json, write_json_atomic
 
-__all__ = ["POOLINGS", "pool_tokens", "extract_embeddings"]
+__all__ = ["POOLINGS", "pool_tokens", "image_root", "class_names_of", "groups_csv_path", "read_groups",
+           "key_settings", "fingerprint", "extract", "check_stats", "sanitise"]
 
 log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean", "both")
@@ -71,7 +71,7 @@ def _embed_batch(backbone, images: torch.Tensor, pooling: str, device: torch.dev
 
 # --- the image tree and its groups ---------------------------------------------------------------------
 
-def _image_root(dataset: DictConfig) -> Path:
+def image_root(dataset: DictConfig) -> Path:
     node = dataset.get("root")
     if isinstance(node, DictConfig) and "_target_" in node:  # a synthetic generator returning a path
         from hydra.utils import instantiate
@@ -88,7 +88,7 @@ def _image_root(dataset: DictConfig) -> Path:
     return root
 
 
-def _class_names(root: Path, classes) -> list[str]:
+def class_names_of(root: Path, classes) -> list[str]:
     if classes:
         return [str(c) for c in classes]
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -98,7 +98,7 @@ def _class_names(root: Path, classes) -> list[str]:
     return names
 
 
-def _groups_csv(root: Path, value) -> Path | None:
+def groups_csv_path(root: Path, value) -> Path | None:
     if value:
         path = Path(str(value)).expanduser()
         if not path.is_file():
@@ -111,7 +111,7 @@ def _groups_csv(root: Path, value) -> Path | None:
     return default if default.is_file() else None
 
 
-def _read_groups(path: Path | None, image_ids: list[str]) -> tuple[list[int], list[str] | None]:
+def read_groups(path: Path | None, image_ids: list[str]) -> tuple[list[int], list[str] | None]:
     """Group id per image (images missing from the CSV get their own group) and, when the CSV's group
     values are not integers, the group names in id order."""
     table: dict[str, str] = {}
@@ -173,7 +173,7 @@ def _norm_stats(name: str, model_kwargs: dict) -> tuple[list[float], list[float]
     return [round(float(v), 8) for v in mean], [round(float(v), 8) for v in std]
 
 
-def _key_settings(cfg: DictConfig, out_dir: Path, data_fingerprint: str) -> dict:
+def key_settings(cfg: DictConfig, out_dir: Path, data_fingerprint: str) -> dict:
     from omegaconf import OmegaConf
 
     from zoolab.backbones.timm_backbone import _check_model_name, resolve_local_weights
@@ -198,7 +198,7 @@ def _key_settings(cfg: DictConfig, out_dir: Path, data_fingerprint: str) -> dict
     )
 
 
-def _fingerprint(samples: list[tuple[str, int, int]], groups: list[int]) -> str:
+def fingerprint(samples: list[tuple[str, int, int]], groups: list[int]) -> str:
     return cache_key(samples=samples, groups=groups)
 
 
@@ -242,7 +242,7 @@ def _partial_dir(final: Path, plan: dict) -> Path:
     return partial
 
 
-def _extract(backbone, dataset, final: Path, batch_size: int, num_workers: int, chunk_size: int,
+def extract(backbone, dataset, final: Path, batch_size: int, num_workers: int, chunk_size: int,
              pooling: str) -> tuple[torch.Tensor, str]:
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
@@ -286,78 +286,16 @@ def _extract(backbone, dataset, final: Path, batch_size: int, num_workers: int, 
     return torch.cat([done[j][0] for j in range(len(spans))]), used.pop()
 
 
-# --- the runner ----------------------------------------------------------------------------------------
+# --- checks ----------------------------------------------------------------------------------------------
 
-def _sanitise(name: str) -> str:
+def sanitise(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def _check_stats(backbone, settings: dict) -> None:
+def check_stats(backbone, settings: dict) -> None:
     mean = (backbone.mean.flatten() / 255.0).tolist()
     std = (backbone.std.flatten() / 255.0).tolist()
     if not (torch.allclose(torch.tensor(mean), torch.tensor(settings["mean"]), atol=1e-6)
             and torch.allclose(torch.tensor(std), torch.tensor(settings["std"]), atol=1e-6)):
         raise RuntimeError(f"the built backbone normalises with mean {mean} / std {std}, but the cache key "
                            f"was computed with {settings['mean']} / {settings['std']}")
-
-
-def extract_embeddings(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
-    """Runner (``task.runner``): embed ``dataset.root`` with ``backbone`` into an embedding cache."""
-    from hydra.utils import instantiate
-
-    from zoolab.data.image_folder import ImageFolderSplit
-    from zoolab.data.transforms import build_transform
-    from zoolab.train import reject_ckpt
-
-    reject_ckpt(cfg)
-
-    began = time.perf_counter()
-    pooling = cfg.task.get("pooling", "cls")
-    if pooling not in POOLINGS:
-        raise ZoolabError(f"task.pooling is {pooling!r}", where="task.pooling",
-                          fix=f"use one of {', '.join(POOLINGS)}")
-    ds = cfg.dataset
-    with record.phase("load"):
-        root = _image_root(ds)
-        classes = _class_names(root, ds.get("classes"))
-        dataset = ImageFolderSplit(root, classes, build_transform(int(cfg.backbone.input_size)))
-        image_ids = [p.relative_to(root).as_posix() for p, _ in dataset.samples]
-        groups_csv = _groups_csv(root, ds.get("groups_csv"))
-        groups, group_names = _read_groups(groups_csv, image_ids)
-        samples = [(i, label, p.stat().st_size) for i, (p, label) in zip(image_ids, dataset.samples)]
-        default_dir = Path(os.environ.get("ZOOLAB_CACHE", Path.home() / ".cache" / "zoolab")) / "embeddings"
-        out_dir = Path(str(ds.get("out_dir") or default_dir)).expanduser()
-        settings = _key_settings(cfg, out_dir, _fingerprint(samples, groups))
-        key = cache_key(**settings)
-        final = out_dir / f"{_sanitise(cfg.backbone.name)}-{key}.safetensors"
-
-    reused = final.is_file()
-    if reused:
-        log.info("reusing embedding cache %s (same encoder settings and images)", final)
-        info = cache_info(final)
-        num_images, dim, used = info["num_images"], info["dim"], info["meta"].get("pooling_used")
-    else:
-        with record.phase("load"):
-            torch.manual_seed(int(cfg.get("seed", 0)))  # random-init weights are part of the key via the seed
-            backbone = instantiate(cfg.backbone)
-            _check_stats(backbone, settings)
-        with record.phase("extract"):
-            vectors, used = _extract(backbone, dataset, final, int(ds.get("batch_size", 32)),
-                                     int(ds.get("num_workers", 0)), int(cfg.task.get("chunk_size", 50)),
-                                     pooling)
-            meta = dict(settings, encoder=cfg.backbone.name, dim=int(vectors.shape[1]), pooling_used=used,
-                        key=key, root=str(root), groups_csv=str(groups_csv) if groups_csv else None,
-                        synthetic=False, num_images=len(image_ids), group_names=group_names)
-            save_cache(final, EmbeddingCache(vectors, torch.tensor(dataset.targets), torch.tensor(groups),
-                                             image_ids, classes, meta))
-            shutil.rmtree(final.with_name(final.name + ".partial"), ignore_errors=True)
-            if used != pooling:
-                log.warning("%s has no tokens for %s pooling; used the model's own pooled output",
-                            cfg.backbone.name, pooling)
-        num_images, dim = len(image_ids), int(vectors.shape[1])
-
-    record.update(cache_path=str(final), pooling_used=used)
-    metrics = dict(num_images=num_images, dim=dim, seconds=round(time.perf_counter() - began, 3),
-                   cache_path=str(final), reused=reused)
-    write_json_atomic(Path(run_dir) / "embed_metrics.json", metrics)
-    return metrics

@@ -25,24 +25,21 @@ import math
 from pathlib import Path
 from typing import Callable
 
-import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from zoolab.errors import ZoolabError
-from zoolab.params import count_parameters
-from zoolab.runfolder import RunRecord, write_text_atomic
+from zoolab.tasks.base import ZooTask
 
-__all__ = ["EmbeddingClassificationTask", "train_embedding_classifier", "run_label"]
+__all__ = ["EmbeddingClassificationTask", "run_label"]
 
 log = logging.getLogger(__name__)
 LOGIT_ADJUST = ("none", "train", "inference", "both")
 
 
-class EmbeddingClassificationTask(L.LightningModule):
+class EmbeddingClassificationTask(ZooTask):
     def __init__(
         self,
         head: Callable[..., nn.Module],
@@ -135,9 +132,6 @@ class EmbeddingClassificationTask(L.LightningModule):
             if hasattr(self, name):
                 parts[name] = getattr(self, name)
         return parts
-
-    def parameter_counts(self) -> dict:
-        return count_parameters(self.components())
 
     # ------------------------------------------------------------------ training
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,17 +246,14 @@ class EmbeddingClassificationTask(L.LightningModule):
         return temperature
 
     # ------------------------------------------------------------------ optimisation
-    def configure_optimizers(self):
+    def param_groups(self) -> list[dict]:
         params = [p for n, p in self.named_parameters() if not n.startswith("center_loss.")]
-        groups = [{"params": params}]
+        groups = [{"name": "model", "params": params}]
         if hasattr(self, "center_loss"):
             # The centres move at their own rate, independent of the loss weight (Wen et al. 2016).
-            groups.append({"params": list(self.center_loss.parameters()), "lr": self.center_lr,
+            groups.append({"name": "centers", "params": list(self.center_loss.parameters()), "lr": self.center_lr,
                            "weight_decay": 0.0})
-        optimizer = self.optimizer_factory(params=groups)
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+        return groups
 
 
 def _num(value: float) -> str:
@@ -281,47 +272,3 @@ def run_label(cfg: DictConfig, profile: str) -> str:
     if d.background and d.bg is not None:
         parts.append(f"bg{_num(d.bg)}")
     return "_".join(str(p) for p in parts)
-
-
-def train_embedding_classifier(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
-    """Runner: load the cache, train the head (+ cRT), calibrate on val, evaluate val and test."""
-    from zoolab.train import evaluate_splits, fit, instantiate_optional, reject_ckpt, write_split_metrics
-
-    reject_ckpt(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    profile = (cfg.get("report") or {}).get("profile") or "custom"
-    with record.phase("load"):
-        datamodule = instantiate(cfg.dataset)
-        datamodule.setup()
-        task = instantiate(cfg.task.module)(
-            head=instantiate(cfg.head), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optim),
-            scheduler=instantiate_optional(cfg.sched), class_names=datamodule.class_names,
-            in_features=datamodule.dim, train_counts=datamodule.train_counts(),
-            background=datamodule.background if datamodule.background_index is not None else None)
-        task.feature_std.copy_(datamodule.tensors["train"][0].std(0))
-        label = run_label(cfg, profile)
-        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    record.update(params=task.parameter_counts(), label=label,
-                  report={**OmegaConf.to_container(cfg.report, resolve=True), "label": label})
-
-    trainer = fit(cfg, task, datamodule, run_dir, record, phase="train")
-    if task.hard_mining_epochs > 0:
-        task.phase = "hard_mining"
-        trainer = fit(cfg, task, datamodule, run_dir, record, stage="hard_mining", phase="train",
-                      trainer_overrides={"max_epochs": task.hard_mining_epochs})
-    if task.crt_epochs > 0:
-        task.start_crt()
-        datamodule.sampler = "balanced"  # cRT retrains the classifier on class-balanced batches
-        trainer = fit(cfg, task, datamodule, run_dir, record, stage="crt", phase="train",
-                      trainer_overrides={"max_epochs": task.crt_epochs})
-
-    with record.phase("calibrate"):
-        if task.calibrate:
-            trainer.test(task, dataloaders=datamodule.loader("val"), verbose=False)
-            record.update(temperature=task.fit_temperature(*task.raw_outputs()))
-    with record.phase("evaluate"):
-        results = evaluate_splits(task, trainer, datamodule, run_dir)
-    for metrics in results.values():
-        metrics["label"] = label
-    write_split_metrics(cfg, results, run_dir, extra={})
-    return results

@@ -7,11 +7,9 @@ same frozen threshold is reported on ``test``. CPU batch-1 latency is measured o
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-import lightning as L
 import numpy as np
 import torch
 from torch import nn
@@ -19,12 +17,12 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from zoolab.adapters.freeze import freeze_norm_stats
-from zoolab.params import count_parameters
+from zoolab.tasks.base import ZooTask, split_no_decay
 
 __all__ = ["ImageClassificationTask"]
 
 
-class ImageClassificationTask(L.LightningModule):
+class ImageClassificationTask(ZooTask):
     """Backbone + classification head trained with a cross-entropy-style loss.
 
     Args:
@@ -79,9 +77,6 @@ class ImageClassificationTask(L.LightningModule):
 
     def components(self) -> dict[str, nn.Module]:
         return {"backbone": self.backbone, "head": self.head}
-
-    def parameter_counts(self) -> dict:
-        return count_parameters(self.components())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))
@@ -173,33 +168,6 @@ class ImageClassificationTask(L.LightningModule):
             runs=int(self.latency.get("runs", 50)),
         )
 
-    def export_state_dict(self) -> dict[str, torch.Tensor]:
-        """Backbone + head weights (normalisation buffers included) for inference outside zoolab."""
-        return {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()} | {
-            f"head.{k}": v for k, v in self.head.state_dict().items()
-        }
-
-    def load_export_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load weights written by :meth:`export_state_dict` (``ckpt=.../model.safetensors``)."""
-        self.backbone.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("backbone.")})
-        self.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
-
-    def _param_groups(self) -> list[dict]:
-        lr = self.optimizer_factory.keywords.get("lr") if isinstance(self.optimizer_factory, partial) else None
-        groups = self.adapter.param_groups(self.backbone, lr)
-        groups.append({"name": "head", "params": [p for p in self.head.parameters() if p.requires_grad]})
-        if not self.no_decay_norm_bias:
-            return [g for g in groups if g["params"]]
-        split = []
-        for group in groups:
-            decay = [p for p in group["params"] if p.ndim > 1]
-            no_decay = [p for p in group["params"] if p.ndim <= 1]
-            split.append({**group, "params": decay})
-            split.append({**group, "name": group["name"] + ".no_decay", "params": no_decay, "weight_decay": 0.0})
-        return [g for g in split if g["params"]]
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self._param_groups())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+    def param_groups(self) -> list[dict]:
+        groups = super().param_groups()
+        return split_no_decay(groups) if self.no_decay_norm_bias else groups

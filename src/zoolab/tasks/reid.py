@@ -16,7 +16,7 @@ they take a plain SGD step at ``center_lr`` after each optimiser step, with thei
 Gradients of the optimiser's parameters are clipped to ``grad_clip`` (L2 norm) in Lightning's
 ``configure_gradient_clipping`` hook, which Lightning calls after backward and BEFORE ``step()``.
 
-Every quirk of the original CLIP-FH runs (reference notes ``reid_promptsg.md`` §2, numbered there) is an
+Every quirk of the original CLIP-FH runs (numbered in docs/reid.md) is an
 explicit flag whose default is the correct behaviour:
 
 - ``clip_after_step`` (#6): clip after ``optimizer.step()`` instead, which leaves the update unclipped.
@@ -27,31 +27,26 @@ explicit flag whose default is the correct behaviour:
 - ``use_last_epoch_weights`` (#12): evaluate the weights of the last trained epoch, not the best one.
 - ``triplet_feature: normalized_dropout`` (#14): the triplet loss sees ``dropout(normalize(feature))``.
 
-``evaluate_zero_shot`` is a runner for the frozen-CLIP baselines: global image embeddings, no training.
+The frozen-CLIP baselines (no training) are ``zoolab.families.zero_shot``.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 import logging
-import math
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from zoolab.adapters.freeze import freeze_norm_stats
 from zoolab.errors import ZoolabError
-from zoolab.params import count_parameters
+from zoolab.tasks.base import ZooTask, base_lr
 
-__all__ = ["ReidTask", "WarmupCosine", "evaluate_zero_shot", "SELECT_ON", "TRIPLET_FEATURES", "EVAL_FEATURES"]
+__all__ = ["ReidTask", "reid_latency", "SELECT_ON", "TRIPLET_FEATURES", "EVAL_FEATURES"]
 
 log = logging.getLogger(__name__)
 SELECT_ON = ("val", "test_split0")
@@ -61,29 +56,6 @@ QUIRK_DROPOUT = 0.1  # CLIP-FH's dropout after the L2 normalisation of the poole
 
 
 # ----------------------------------------------------------------------------------------- small pieces
-class WarmupCosine:
-    """LR multiplier per epoch for ``torch.optim.lr_scheduler.LambdaLR``: linear warm-up from
-    ``warmup_factor`` to 1 over ``warmup_epochs``, then cosine from 1 to ``min_factor`` at ``max_epochs``.
-
-    A callable object rather than a function so LambdaLR's state dict (resume) keeps it.
-    """
-
-    def __init__(self, warmup_epochs: int = 5, max_epochs: int = 20, warmup_factor: float = 0.1,
-                 min_factor: float = 0.0) -> None:
-        if warmup_epochs < 0 or max_epochs < 1:
-            raise ValueError(f"need warmup_epochs >= 0 and max_epochs >= 1, got {warmup_epochs}, "
-                             f"{max_epochs}")
-        self.warmup_epochs, self.max_epochs = warmup_epochs, max_epochs
-        self.warmup_factor, self.min_factor = warmup_factor, min_factor
-
-    def __call__(self, epoch: int) -> float:
-        if epoch < self.warmup_epochs:
-            return self.warmup_factor + (1.0 - self.warmup_factor) * epoch / self.warmup_epochs
-        span = max(1, self.max_epochs - self.warmup_epochs)
-        progress = min(1.0, (epoch - self.warmup_epochs) / span)
-        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def _reid_feature(backbone: nn.Module, promptsg: nn.Module, head: nn.Module, eval_feature: str,
                   images: torch.Tensor) -> torch.Tensor:
     """The deployed re-ID feature of 0-255 images: PromptSG output, or the BNNeck's BN output."""
@@ -115,7 +87,7 @@ def _set_normalize(backbone: nn.Module, value: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- task
-class ReidTask(L.LightningModule):
+class ReidTask(ZooTask):
     """CLIP backbone + PromptSG + re-ID head trained with ``ReidLoss``.
 
     Args:
@@ -194,9 +166,6 @@ class ReidTask(L.LightningModule):
     # ------------------------------------------------------------------------------ parts and forward
     def components(self) -> dict[str, nn.Module]:
         return {"backbone": self.backbone, "promptsg": self.promptsg, "head": self.head, "loss": self.loss_fn}
-
-    def parameter_counts(self) -> dict:
-        return count_parameters(self.components())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Re-ID features [B, D] of uint8 or 0-255 float images (evaluation path)."""
@@ -338,25 +307,18 @@ class ReidTask(L.LightningModule):
     # --------------------------------------------------------------------------------- latency/export
     def measure_latency(self) -> dict:
         _set_normalize(self.backbone, self.eval_normalize)
-        return _latency(_InferenceModel(self.backbone, self.promptsg, self.head, self.eval_feature),
-                        self.backbone, self.latency)
+        return reid_latency(_InferenceModel(self.backbone, self.promptsg, self.head, self.eval_feature),
+                            self.backbone, self.latency)
 
-    def export_state_dict(self) -> dict[str, torch.Tensor]:
-        """Backbone (both towers: paper-mode inference encodes a prompt), PromptSG and head weights."""
-        return {f"{name}.{k}": v for name in ("backbone", "promptsg", "head")
-                for k, v in getattr(self, name).state_dict().items()}
-
-    def load_export_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load weights written by :meth:`export_state_dict` (``ckpt=.../model.safetensors``); strict per part."""
-        for name in ("backbone", "promptsg", "head"):
-            prefix = f"{name}."
-            getattr(self, name).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    def export_components(self) -> dict[str, nn.Module]:
+        """Backbone (both towers: paper-mode inference encodes a prompt), PromptSG and head."""
+        return {"backbone": self.backbone, "promptsg": self.promptsg, "head": self.head}
 
     # ----------------------------------------------------------------------------------- optimiser
-    def _param_groups(self) -> list[dict]:
-        factory = self.optimizer_factory
-        base_lr = factory.keywords.get("lr") if isinstance(factory, partial) else None
-        groups = [g for g in self.adapter.param_groups(self.backbone, base_lr) if g["params"]]
+    def param_groups(self) -> list[dict]:
+        """The adapter's backbone groups, then PromptSG, head and loss parameters in one group; the
+        center-loss centres have their own optimiser (see ``optimizer_step``)."""
+        groups = [g for g in self.adapter.param_groups(self.backbone, base_lr(self.optimizer_factory)) if g["params"]]
         centers = {id(p) for m in _center_losses(self.loss_fn) for p in m.parameters()}
         modules = [p for part in (self.promptsg, self.head, self.loss_fn) for p in part.parameters()
                    if p.requires_grad and id(p) not in centers]
@@ -365,14 +327,11 @@ class ReidTask(L.LightningModule):
     def configure_optimizers(self):
         centers = [p for m in _center_losses(self.loss_fn) for p in m.parameters() if p.requires_grad]
         self._center_optimizer = torch.optim.SGD(centers, lr=self.center_lr) if centers else None
-        optimizer = self.optimizer_factory(params=self._param_groups())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+        return super().configure_optimizers()
 
 
 # --------------------------------------------------------------------------------------- latency helper
-def _latency(model: nn.Module, backbone: nn.Module, settings: dict) -> dict:
+def reid_latency(model: nn.Module, backbone: nn.Module, settings: dict) -> dict:
     """Batch-1 CPU latency of ``model`` at the backbone's input size (``settings.enabled`` false: skip)."""
     from zoolab.metrics.latency import measure_latency
 
@@ -381,55 +340,3 @@ def _latency(model: nn.Module, backbone: nn.Module, settings: dict) -> dict:
     height, width = (int(s) for s in getattr(backbone, "image_size", (224, 224)))
     return measure_latency(model, input_shape=(1, 3, height, width), threads=settings.get("threads"),
                            warmup=int(settings.get("warmup", 2)), runs=int(settings.get("runs", 10)))
-
-
-# --------------------------------------------------------------------------------------- zero-shot runner
-class _GlobalEmbedding(nn.Module):
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone.encode_image(images.float())[0]
-
-
-@torch.inference_mode()
-def _embed_split(model: nn.Module, loader) -> np.ndarray:
-    features: dict[int, torch.Tensor] = {}
-    for batch in loader:
-        for index, feature in zip(batch[3].tolist(), model(batch[0]).float()):
-            features[int(index)] = feature
-    return torch.stack([features[i] for i in range(len(loader.dataset))]).numpy()
-
-
-def evaluate_zero_shot(cfg: DictConfig, run_dir: Path, record) -> dict:
-    """Runner for ``clip_zeroshot_*``: frozen CLIP global image embeddings ranked by cosine, no training.
-
-    Writes ``<split>_metrics.json`` for every evaluated split like the trained experiments (a smoke run
-    writes ``smoke_metrics.json``), with the image encoder's batch-1 CPU latency in the final split's file.
-    """
-    from hydra.utils import instantiate
-
-    from zoolab.runfolder import write_text_atomic
-    from zoolab.train import reject_ckpt, write_split_metrics
-
-    reject_ckpt(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    with record.phase("setup"):
-        datamodule = instantiate(cfg.dataset)
-        datamodule.setup()
-        backbone = instantiate(cfg.backbone).requires_grad_(False).eval()
-        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    record.update(params=count_parameters({"backbone": backbone}))
-    model = _GlobalEmbedding(backbone).eval()
-    results = {}
-    with record.phase("evaluate"):
-        for split in datamodule.eval_splits:
-            dataset = datamodule.dataset(split)
-            results[split] = dict(dataset.evaluate(_embed_split(model, datamodule.loader(split))))
-    with record.phase("latency"):
-        latency_cfg = (cfg.task.module or {}).get("latency")
-        settings = OmegaConf.to_container(latency_cfg, resolve=True) if latency_cfg else {}
-        latency = _latency(copy.deepcopy(model), backbone, settings)
-    write_split_metrics(cfg, results, run_dir, extra=latency)
-    return results

@@ -35,7 +35,7 @@ from zoolab.data.embedding_cache import EmbeddingCache, cache_key, save_cache
 
 __all__ = ["ENCODER_FAMILIES", "LATENT_DIM", "synthetic_embedding_cache", "generate_embedding_cache"]
 
-_VERSION = 1
+_VERSION = 2  # 2: meta names the timm encoder ``backbone``, as the embed task's caches do
 LATENT_DIM = 16
 GROUP_STD = 0.8  # shared offset of the samples of one group (latent units)
 SAMPLE_STD = 0.6  # per-sample noise; GROUP_STD² + SAMPLE_STD² = 1 = within-class variance per latent dim
@@ -155,8 +155,8 @@ def generate_embedding_cache(
     for label, count in enumerate([*counts, bg_count] if background else counts):
         image_ids += [f"{class_names[label]}/{class_names[label]}_{i:05d}.jpg" for i in range(int(count))]
     meta = dict(
-        encoder=encoder, dim=dim, synthetic=True, seed=seed, separation=separation, family=spec["family"],
-        timm_name=spec["timm_name"], counts={class_names[k]: int(c) for k, c in enumerate(counts)},
+        encoder=encoder, backbone=spec["timm_name"], dim=dim, synthetic=True, seed=seed, separation=separation,
+        family=spec["family"], counts={class_names[k]: int(c) for k, c in enumerate(counts)},
         background=background, background_count=bg_count, group_size=list(group_size),
         num_groups=int(groups.max()) + 1, version=_VERSION,
     )

@@ -1,4 +1,4 @@
-"""Shared pieces of the embedding-classifier reports (seed 001): run records and the report's tables.
+"""Shared pieces of the embedding-classifier reports: run records and the report's tables.
 
 A record is one run configuration (a :func:`~zoolab.results.aggregate.group_rows` group, so seeds fold
 into a mean): ``label`` (the report-style run label), ``exp``, ``encoder``, ``family``, ``mlp``,
@@ -19,7 +19,7 @@ __all__ = ["REPORT", "SMOKE_NOTE", "records", "usable", "header_lines", "failed_
            "best", "best_line", "reported_avg", "profile_average_table", "family_average_table",
            "ls_average_table", "top_table", "profile_summary_table", "delta_table", "best_per_backbone_table"]
 
-# The few numbers seed 001 states outside the per-profile averages (those live in conf/profile/*.yaml).
+# The few numbers the report states outside the per-profile averages (those live in conf/profile/*.yaml).
 REPORT: dict[str, Any] = {
     # "Key Findings (Macro F1, foreground-only)", avg macro_f1_fg over the 406-run first-gen sweep.
     # The report gives DINOv3 (LVD) two different averages: 0.745 in "DINOv3 (LVD) dominates CLIP: avg

@@ -1,6 +1,6 @@
-"""Cherry pit classifier report (seed 004, "Model Experiments Log"): its results tables from run rows.
+"""Cherry pit classifier report ("Model Experiments Log"): its results tables from run rows.
 
-Columns follow the log's benchmark tables (Model | Variant | Accuracy | F1 | Latency (CPU) | Status, plus
+Columns follow the report's benchmark tables (Model | Variant | Accuracy | F1 | Latency (CPU) | Status, plus
 pit recall, parameters and size from its ResNet18 / ConvNeXt V2 sections) with the report's own numbers
 (``reported:`` in each exp config) beside ours. Ours are group means over seeds (``± std`` when n > 1) of
 the ``test`` split, else ``val``, else ``smoke``; a note under the table says which.

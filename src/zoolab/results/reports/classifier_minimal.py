@@ -1,4 +1,4 @@
-"""Minimal-baseline embedding-classifier sweep (seed 001, "DINOv3 Minimal Baseline Sweep (2025-01-05)").
+"""Minimal-baseline embedding-classifier sweep ("DINOv3 Minimal Baseline Sweep (2025-01-05)").
 
 36 runs with the first-generation stack switched off (``+stack=minimal``): ``baseline_minimal`` and the
 five second-generation knobs × DINOv3 ViT-S/16, B/16, L/16 (LVD) × two MLP sizes. ``render`` prints the

@@ -1,4 +1,4 @@
-"""Second-generation embedding-classifier sweep (seed 001, "DINOv3 Improvements Sweep (2025-01-05)").
+"""Second-generation embedding-classifier sweep ("DINOv3 Improvements Sweep (2025-01-05)").
 
 36 runs: the ``full`` profile and five second-generation knobs on top of it (arcface, logit_both,
 logit_infer, logit_train, supcon) × DINOv3 ViT-S/16, B/16, L/16 (LVD) × two MLP sizes, label smoothing 0.1.

@@ -1,4 +1,4 @@
-"""First-generation embedding-classifier sweep (seed 001, "Classifier Training Report"): its tables from runs.
+"""First-generation embedding-classifier sweep ("Classifier Training Report"): its tables from runs.
 
 The sweep is 406 runs = 7 profiles (base, center_std, effective, hardmine, gelu_ln, calib, full) × 2 label
 smoothings (0, 0.1) × 29 encoder/MLP combinations (``conf/exp/clf_*``). ``render`` prints, each with the

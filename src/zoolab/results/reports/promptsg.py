@@ -1,4 +1,4 @@
-"""PromptSG re-ID report (seed 003, "Stage-3 PromptSG chronology"): its ViT-B/16 and RN50 tables.
+"""PromptSG re-ID report ("Stage-3 PromptSG chronology"): its ViT-B/16 and RN50 tables.
 
 One table per backbone (``report.model`` of each exp), rows in chronology order (``report.variant``
 v1 ... v11), with the report's columns Ver. | Configuration moves | Loss / Head, then our Rank-1 / mAP
@@ -13,7 +13,7 @@ overrides (e.g. ``+stack=clipfh_quirks``, ``seed`` excluded) are their own rows,
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 from zoolab.results.aggregate import _natural_key, error_line, group_rows, is_number
 

@@ -1,4 +1,4 @@
-"""SAR detection zoo report (seed 000, SARDet-100K): its two tables from run rows, ours beside the ledger's.
+"""SAR detection zoo report (SARDet-100K): its two tables from run rows, ours beside the ledger's.
 
 "Key results" (ID | Setting | Config | Val mAP | Reported val mAP | Notes) and "LoRA ablations" (ID | Setting |
 Config | Val mAP | Test mAP | Reported val mAP | Reported test mAP) hold the experiments whose exp config

@@ -1,20 +1,25 @@
-"""MMDetection's "1x" learning-rate schedule as one per-iteration LambdaLR.
+"""Learning-rate schedules that torch has no single scheduler for, as ``LambdaLR`` factors.
 
-The original recipe (SAR-LoRA-DINO, inherited from MMDetection's ``schedule_1x``) chains ``LinearLR``
-(start factor 0.001 over the first 500 iterations) with an epoch-based ``MultiStepLR`` (x0.1 once 8 and
-once 11 epochs are complete). Here both are one multiplicative factor of the iteration number, stepped
-every optimiser step, so resuming from a checkpoint restores it exactly (LambdaLR keeps ``last_epoch``).
+Each is a factor of the step count (epoch or iteration) rather than a chain of torch schedulers
+(``SequentialLR`` of ``LinearLR`` and ``MultiStepLR``/``CosineAnnealingLR``): one closed-form factor
+reproduces the original recipes' numbers exactly and resumes exactly from ``LambdaLR``'s state.
+Plain schedules (cosine, multi-step) are torch's own, configured in ``conf/sched``.
+
+- :func:`warmup_multistep`: MMDetection's "1x" schedule (linear warm-up over the first iterations, x0.1
+  once 8 and once 11 epochs are complete), stepped every iteration; the task passes ``iters_per_epoch``.
+- :class:`WarmupCosine`: linear warm-up over epochs, then cosine decay, stepped every epoch (re-ID).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 
 from zoolab.errors import ZoolabError
 
-__all__ = ["warmup_multistep_factor", "warmup_multistep"]
+__all__ = ["warmup_multistep_factor", "warmup_multistep", "WarmupCosine"]
 
 
 def warmup_multistep_factor(iteration: int, iters_per_epoch: int, warmup_iters: int = 500,
@@ -47,3 +52,26 @@ def warmup_multistep(optimizer: torch.optim.Optimizer, iters_per_epoch: int, war
         return warmup_multistep_factor(iteration, iters_per_epoch, warmup_iters, warmup_ratio, milestones, gamma)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class WarmupCosine:
+    """LR multiplier per epoch for ``torch.optim.lr_scheduler.LambdaLR``: linear warm-up from
+    ``warmup_factor`` to 1 over ``warmup_epochs``, then cosine from 1 to ``min_factor`` at ``max_epochs``.
+
+    A callable object rather than a function so LambdaLR's state dict (resume) keeps it.
+    """
+
+    def __init__(self, warmup_epochs: int = 5, max_epochs: int = 20, warmup_factor: float = 0.1,
+                 min_factor: float = 0.0) -> None:
+        if warmup_epochs < 0 or max_epochs < 1:
+            raise ValueError(f"need warmup_epochs >= 0 and max_epochs >= 1, got {warmup_epochs}, "
+                             f"{max_epochs}")
+        self.warmup_epochs, self.max_epochs = warmup_epochs, max_epochs
+        self.warmup_factor, self.min_factor = warmup_factor, min_factor
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warmup_epochs:
+            return self.warmup_factor + (1.0 - self.warmup_factor) * epoch / self.warmup_epochs
+        span = max(1, self.max_epochs - self.warmup_epochs)
+        progress = min(1.0, (epoch - self.warmup_epochs) / span)
+        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,1 @@
+"""Family declarations for the pipeline: ``task.family`` names one of these classes."""

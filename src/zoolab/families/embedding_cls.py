@@ -1,0 +1,59 @@
+"""Embedding classifiers: load the cache, train the head (then hard mining and cRT phases when asked),
+calibrate a temperature on val, evaluate val and test."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from zoolab.console import label_evaluation
+from zoolab.families.base import Family, Phase
+from zoolab.tasks.embedding_cls import run_label
+
+__all__ = ["EmbeddingClassifierFamily"]
+
+
+class EmbeddingClassifierFamily(Family):
+    accepts_checkpoint = False
+    exports_weights = False
+
+    def build_task(self, datamodule):
+        cfg = self.cfg
+        task = instantiate(cfg.task.module)(
+            head=instantiate(cfg.head), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optim),
+            scheduler=instantiate(cfg.sched) if cfg.sched else None, class_names=datamodule.class_names,
+            in_features=datamodule.dim, train_counts=datamodule.train_counts(),
+            background=datamodule.background if datamodule.background_index is not None else None)
+        task.feature_std.copy_(datamodule.tensors["train"][0].std(0))
+        return task
+
+    @property
+    def label(self) -> str:
+        return run_label(self.cfg, (self.cfg.get("report") or {}).get("profile") or "custom")
+
+    def fit_phases(self, task, datamodule, out):
+        out.record.update(label=self.label,
+                          report={**OmegaConf.to_container(self.cfg.report, resolve=True), "label": self.label})
+        yield Phase("main", task, datamodule, timing="train")
+        if task.hard_mining_epochs > 0:
+            task.phase = "hard_mining"
+            yield Phase("hard_mining", task, datamodule, stage="hard_mining", timing="train",
+                        max_epochs=task.hard_mining_epochs)
+        if task.crt_epochs > 0:
+            task.start_crt()
+            datamodule.sampler = "balanced"  # cRT retrains the classifier on class-balanced batches
+            yield Phase("crt", task, datamodule, stage="crt", timing="train", max_epochs=task.crt_epochs)
+
+    def evaluate(self, task, trainer, datamodule, out):
+        with out.record.phase("calibrate"):
+            if task.calibrate:
+                label_evaluation(trainer, "val (calibration)")
+                trainer.test(task, dataloaders=datamodule.loader("val"), verbose=False)
+                out.record.update(temperature=task.fit_temperature(*task.raw_outputs()))
+        results = super().evaluate(task, trainer, datamodule, out)
+        for metrics in results.values():
+            metrics["label"] = self.label
+        return results
+
+    def deployment_metrics(self, task) -> dict:
+        return {}

@@ -25,6 +25,7 @@ from zoolab.checkpoints import checkpoint_path, load_checkpoint, load_lightning_
     skip_pretrained_for_full_checkpoint
 from zoolab.console import evaluation_progress_bar
 from zoolab.families.base import Family, Phase
+from zoolab.metrics.latency import cpu_model_name
 from zoolab.run_outputs import ADAPTER_CONTENT, RunOutputs
 from zoolab.runfolder import RunRecord
 
@@ -61,7 +62,6 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str,
             trainer = fit_phase(cfg, phase, out)
             task, datamodule = phase.task, phase.datamodule
     if task is not None and isinstance(task, L.LightningModule):
-        record.update(params=family.parameter_counts(task))
         trainer = trainer or build_trainer(cfg, out.run_dir, evaluation_only=True)
         record.update(device=_device_of(trainer))
 
@@ -100,20 +100,8 @@ def build_trainer(cfg: DictConfig, out_dir: Path, overrides: dict | None = None,
 
 def _device_of(trainer: L.Trainer) -> dict:
     device = trainer.strategy.root_device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name()
     return {"accelerator": device.type, "name": name, "processes": trainer.world_size}
-
-
-def _cpu_name() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------------------------------------- fit

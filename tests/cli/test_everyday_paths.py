@@ -65,7 +65,7 @@ def test_a_misspelt_key_names_the_path_the_allowed_keys_and_a_close_match(tmp_pa
     proc = run_cli([*CHERRY, override, f"hydra.run.dir={tmp_path / 'run'}"], REPO)
     assert proc.returncode == 1
     assert all(text in proc.stderr for text in expected), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr and "+trainer.max_epochz" not in proc.stderr.split("Fix:")[0]
+    assert "Traceback" not in proc.stderr and "To append to your config use" not in proc.stderr
 
 
 def test_a_value_of_the_wrong_type_stops_at_start_up(tmp_path, cache_dir):

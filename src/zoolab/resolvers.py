@@ -24,7 +24,9 @@ __all__ = ["process_uid", "register_resolvers", "sweep_name", "swept_keys"]
 # One value per process: every job of an in-process sweep shares its sweep folder suffix, while two
 # commands started in the same second get different folders.
 _PROCESS_UID = secrets.token_hex(3)
-_UNSAFE = re.compile(r"[^A-Za-z0-9=,._+-]+")
+# Folder names stay usable as unquoted Hydra values (ckpt=<job folder>/checkpoints/best.ckpt), so no '=',
+# ',' or brackets: key and value are joined by '-', pairs by '__'.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 MAX_JOB_NAME = 100
 # The multirun-level config, saved by Hydra's sweeper into the sweep folder before any job starts.
 MULTIRUN_CONFIG = "multirun.yaml"
@@ -90,15 +92,15 @@ def _multirun_overrides(sweep_dir: str) -> tuple[list[str], list[str]]:
 
 
 def _job_dirname(job_num: int | str, job_overrides: Iterable[str], sweep_dir: str) -> str:
-    """``<job number>_<key=value,...>`` over the keys the sweep varies, filesystem-safe and short.
+    """``<job number>_<key-value__...>`` over the keys the sweep varies, filesystem-safe and short.
 
     The job number alone makes the name unique and stable across reruns of the same sweep, so the
     readable part may be cut; ``run.json`` keeps the full overrides.
     """
     keys = swept_keys(*_multirun_overrides(sweep_dir))
     values = {o.key_or_group: o.get_value_element_as_str() for o in _parse(job_overrides)}
-    varying = ",".join(f"{key}={values[key]}" for key in keys if key in values)
-    readable = _safe(varying)[:MAX_JOB_NAME].rstrip("_,")
+    varying = "__".join(f"{_safe(key)}-{_safe(values[key])}" for key in keys if key in values)
+    readable = varying[:MAX_JOB_NAME].rstrip("_-")
     return f"{job_num}_{readable}" if readable else str(job_num)
 
 

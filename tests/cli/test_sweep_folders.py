@@ -58,7 +58,7 @@ def test_job_folders_are_named_by_number_and_swept_keys(tmp_path, cache_dir):
     proc = run_cli(args, tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     names = sorted(p.parent.name for p in sweep.glob("*/run.json"))
-    assert names == ["0_seed=0,dataset.augment=bogus", "1_seed=0,dataset.augment=worse",
-                     "2_seed=1,dataset.augment=bogus", "3_seed=1,dataset.augment=worse"]
+    assert names == ["0_seed-0__dataset.augment-bogus", "1_seed-0__dataset.augment-worse",
+                     "2_seed-1__dataset.augment-bogus", "3_seed-1__dataset.augment-worse"]
     overrides = json.loads((sweep / names[3] / "run.json").read_text())["overrides"]
     assert {*FAST, "trainer.limit_train_batches=1", "seed=1", "dataset.augment=worse"} <= set(overrides)

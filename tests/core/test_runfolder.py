@@ -138,9 +138,9 @@ def write_multirun_yaml(sweep_dir, task_overrides, exclude_keys=("keep_last_ckpt
 @pytest.mark.parametrize(
     ("command_line", "job", "expected"),
     [
-        (["+exp=a", "seed=0,1", "optim.lr=1e-3"], ["+exp=a", "seed=1", "optim.lr=1e-3"], "3_seed=1"),
+        (["+exp=a", "seed=0,1", "optim.lr=1e-3"], ["+exp=a", "seed=1", "optim.lr=1e-3"], "3_seed-1"),
         (["exp=glob(cherry_*)", "dataset.root=/d/x,/d/y"], ["exp=cherry_b", "dataset.root=/d/y"],
-         "3_exp=cherry_b,dataset.root=_d_y"),
+         "3_exp-cherry_b__dataset.root-d_y"),
         (["+exp=a", "seed=0"], ["+exp=a", "seed=0"], "3"),
         (["+exp=a", "keep_last_ckpt=true,false"], ["+exp=a", "keep_last_ckpt=false"], "3"),
     ],
@@ -153,8 +153,8 @@ def test_job_dirname_is_the_number_and_the_swept_keys(tmp_path, command_line, jo
 def test_job_dirname_stays_short_and_safe(tmp_path):
     sweep_dir = write_multirun_yaml(tmp_path, ["a=x,y", "b=x,y", "c=x,y"])
     name = _job_dirname(12, ["a=" + "p/q " * 40, "b=y", "c=x"], sweep_dir)
-    assert name.startswith("12_a=p_q_p_q") and len(name) <= 3 + MAX_JOB_NAME
-    assert "/" not in name and " " not in name
+    assert name.startswith("12_a-p_q_p_q") and len(name) <= 3 + MAX_JOB_NAME
+    assert "/" not in name and " " not in name and "=" not in name and "," not in name
 
 
 def test_job_dirname_without_multirun_yaml_is_the_number(tmp_path):
@@ -190,3 +190,12 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask):
     assert data.read_bytes() == b"\x00\x01"
     assert {stat.S_IMODE(p.stat().st_mode) for p in (text, data, rewritten)} == {0o666 & ~umask}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]
+
+
+def test_a_job_folder_can_be_passed_to_ckpt_without_quoting(tmp_path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweep_dir = write_multirun_yaml(tmp_path, ["+exp=a", "backbone.name=resnet18,not_a_model", "seed=0,1"])
+    name = _job_dirname(0, ["+exp=a", "backbone.name=resnet18", "seed=1"], sweep_dir)
+    (override,) = OverridesParser.create().parse_overrides([f"ckpt=multirun/a/stamp/{name}/checkpoints/best.ckpt"])
+    assert override.value() == f"multirun/a/stamp/{name}/checkpoints/best.ckpt"

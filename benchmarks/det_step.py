@@ -98,7 +98,7 @@ class PlainLoop:
 
     def __init__(self, task, iters_per_epoch: int) -> None:
         self.task = task
-        self.optimizer = task.optimizer_factory(params=task._param_groups())
+        self.optimizer = task.optimizer_factory(params=task.param_groups())
         self.scheduler = task.scheduler_factory(self.optimizer, iters_per_epoch=iters_per_epoch)
         self.steps: list[float] = []
 

@@ -107,7 +107,7 @@ class PlainLoop:
 
     def __init__(self, task, loader) -> None:
         self.task, self.loader = task, loader
-        self.optimizer = torch.optim.AdamW(task._param_groups(), lr=1.0e-4, weight_decay=0.01)
+        self.optimizer = torch.optim.AdamW(task.param_groups(), lr=1.0e-4, weight_decay=0.01)
         self.steps: list[list[float]] = []
         self.epochs: list[float] = []
 

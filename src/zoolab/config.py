@@ -188,11 +188,14 @@ def prepare_config(cfg: DictConfig, overrides: list[str] | None = None, dataset_
 
 
 def config_hash(cfg: DictConfig) -> str:
+    """12 hex digits of the resolved config without ``paths`` (key order does not matter)."""
     import hashlib
+    import json
 
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("paths", None)
-    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container)).encode()).hexdigest()[:12]
+    text = json.dumps(container, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------ command-line overrides

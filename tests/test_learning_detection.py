@@ -14,9 +14,9 @@ import lightning as L
 from hydra.utils import instantiate
 
 from zoolab.config import prepare_config
-from zoolab.runfolder import RunRecord
 from zoolab.families.base import build_task_module as build_task
 from zoolab.pipeline import run_pipeline as train_and_evaluate
+from zoolab.runfolder import RunRecord
 
 OVERRIDES = [
     "+exp=sardet_full_ft", "+smoke=cpu", "dataset=synthetic_sardet",
@@ -32,7 +32,7 @@ OVERRIDES = [
 ]
 
 
-def _step0_map50(cfg, plots_dir) -> float:
+def _step0_map50(cfg) -> float:
     """mAP@0.5 on the test split of the model exactly as training starts (same seed and build order)."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.dataset)
@@ -41,7 +41,7 @@ def _step0_map50(cfg, plots_dir) -> float:
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False)
     trainer.test(task, dataloaders=datamodule.loader("test"), verbose=False)
-    return task.split_metrics("test", plots_dir)["coco/bbox_mAP_50"]
+    return task.evaluate_split("test").metrics["coco/bbox_mAP_50"]
 
 
 def test_tiny_retinanet_learns_synthetic_sar(tmp_path, compose):
@@ -49,7 +49,7 @@ def test_tiny_retinanet_learns_synthetic_sar(tmp_path, compose):
     cfg, choices = compose(OVERRIDES, output_dir=run_dir)
     cfg = prepare_config(cfg, OVERRIDES, choices.get("dataset"))
 
-    before = _step0_map50(cfg, tmp_path / "step0" / "plots")
+    before = _step0_map50(cfg)
     train_and_evaluate(cfg, run_dir, RunRecord(run_dir, exp="sardet_full_ft"))
     metrics = json.loads((run_dir / "smoke_metrics.json").read_text())
     print(f"learning test: mAP@0.5 step 0 {before:.3f} -> trained {metrics['coco/bbox_mAP_50']:.3f}, "

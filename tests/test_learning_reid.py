@@ -18,7 +18,6 @@ from zoolab.config import prepare_config
 from zoolab.families.base import build_task_module as build_task
 
 
-
 @pytest.fixture(autouse=True)
 def _flush_denormal():
     """As `python -m zoolab` does: subnormal activations would otherwise slow CPU training many times over.
@@ -46,7 +45,7 @@ def _trainer(**kwargs) -> L.Trainer:
 
 def _test_rank1(task, trainer, datamodule) -> float:
     trainer.test(task, dataloaders=datamodule.loader("test"), verbose=False)
-    return task.split_metrics("test", None)["rank1"]
+    return task.evaluate_split("test").metrics["rank1"]
 
 
 def _build(compose, tmp_path, extra: list[str]):

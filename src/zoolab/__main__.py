@@ -98,8 +98,12 @@ def run(cfg: DictConfig) -> None:
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     from zoolab.pipeline import run_pipeline  # imports Lightning, whose console handlers are then removed
+    from zoolab.distributed import is_writer
 
     quiet_library_noise()
+    if not is_writer():  # a DDP rank other than 0: the same run, with rank 0 keeping the record
+        run_pipeline(cfg, run_dir, RunRecord(run_dir, persist=False, overrides=overrides))
+        return None
     if multirun and RunRecord.completed(run_dir, overrides):
         log.info("skipping %s: run.json says ok (sweep resume)", run_dir)
         return None

@@ -19,6 +19,7 @@ _SILENCED_WARNINGS = (
     r"Experiment logs directory .* exists and is not empty",  # zoolab keeps metrics.csv across a resume
     r"The number of training batches .* is smaller than the logging interval",  # tiny embedding epochs
     r".*does not have many workers which may be a bottleneck.*",  # num_workers is a config choice
+    r"Using `DistributedSampler` with the dataloaders.*",  # DDP evaluators drop the repeated samples
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
 )
 _SILENCED_MESSAGES = ("💡 Tip", "litlogger", "LitLogger")

@@ -67,10 +67,10 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str,
 
     with record.phase("evaluate"):
         results = family.evaluate(task, trainer, datamodule, out)
-    with record.phase("latency"):
-        extra = family.deployment_metrics(task) if task is not None else {}
+    with record.phase("latency"):  # measured by the process that writes it (rank 0)
+        extra = family.deployment_metrics(task) if task is not None and out.writes else {}
     write_split_metrics(cfg, results, out, extra)
-    if family.exports_weights and task is not None:
+    if family.exports_weights and task is not None and out.writes:
         export_weights(task, out)
     return results
 

@@ -2,6 +2,8 @@
 
 Families and the pipeline hand it data (JSON, text, images, weights); it writes atomically, creates
 sub-folders on demand and keeps ``run.json`` (through :class:`~zoolab.runfolder.RunRecord`) current.
+On DDP ranks other than 0 (a record that does not persist) every write is skipped: rank 0 writes the
+same data.
 """
 
 from __future__ import annotations
@@ -38,23 +40,29 @@ class RunOutputs:
     def relative(self, path: Path) -> str:
         return Path(path).resolve().relative_to(self.run_dir.resolve()).as_posix()
 
+    @property
+    def writes(self) -> bool:
+        return self.record.persist
+
     def write_json(self, relative: str | Path, data: Any) -> Path:
-        return write_json_atomic(self.path(relative), data)
+        return write_json_atomic(self.path(relative), data) if self.writes else self.path(relative)
 
     def write_text(self, relative: str | Path, text: str) -> Path:
-        return write_text_atomic(self.path(relative), text)
+        return write_text_atomic(self.path(relative), text) if self.writes else self.path(relative)
+
+    def write_bytes(self, relative: str | Path, data: bytes) -> Path:
+        """Raw bytes (e.g. an encoded PNG figure), atomically."""
+        return write_bytes_atomic(self.path(relative), bytes(data)) if self.writes else self.path(relative)
 
     def write_png(self, relative: str | Path, image: torch.Tensor) -> Path:
         """A uint8 ``[C, H, W]`` image as PNG, atomically."""
         from torchvision.io import encode_png
 
-        target = self.path(relative)
-        data = encode_png(image.cpu()).numpy().tobytes()
-        return write_bytes_atomic(target, data)
+        return self.write_bytes(relative, encode_png(image.cpu()).numpy().tobytes())
 
     def write_safetensors(self, relative: str | Path, state: dict[str, torch.Tensor],
                           metadata: dict[str, str] | None = None) -> Path:
         from safetensors.torch import save
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        return write_bytes_atomic(self.path(relative), save(tensors, metadata={"format": "pt", **(metadata or {})}))
+        return self.write_bytes(relative, save(tensors, metadata={"format": "pt", **(metadata or {})}))

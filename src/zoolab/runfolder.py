@@ -109,12 +109,14 @@ def _now() -> str:
 
 
 class RunRecord:
-    """Keeps ``run.json`` of one run folder up to date."""
+    """Keeps ``run.json`` of one run folder up to date. ``persist=False`` (DDP ranks other than 0): the
+    same bookkeeping in memory, nothing read or written."""
 
-    def __init__(self, run_dir: Path, **fields: Any) -> None:
+    def __init__(self, run_dir: Path, persist: bool = True, **fields: Any) -> None:
         self.run_dir = Path(run_dir)
+        self.persist = persist
         self.path = self.run_dir / "run.json"
-        previous = read_json(self.path) or {}
+        previous = (read_json(self.path) if persist else None) or {}
         self.data: dict[str, Any] = {
             "exp": None, "exp_id": None, "task": None, "status": "running", "error": None, "seed": None,
             "config_hash": None, **git_commit(), "overrides": [], "started": _now(), "ended": None,
@@ -142,7 +144,8 @@ class RunRecord:
         self.update(status=status, error=error, ended=_now())
 
     def save(self) -> None:
-        write_json_atomic(self.path, self.data)
+        if self.persist:
+            write_json_atomic(self.path, self.data)
 
     @staticmethod
     def completed(run_dir: Path, overrides: list[str]) -> bool:

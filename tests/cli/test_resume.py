@@ -92,6 +92,13 @@ def differing_tensors(a: Path, b: Path) -> list[str]:
     return [name for name in first if not torch.equal(first[name], second[name])]
 
 
+def differing_state(a: Path, b: Path) -> list[str]:
+    """Names of the model tensors that differ between two Lightning checkpoints."""
+    first, second = (torch.load(p, map_location="cpu", weights_only=True)["state_dict"] for p in (a, b))
+    assert first.keys() == second.keys()
+    return [name for name in first if not torch.equal(first[name], second[name])]
+
+
 def test_killed_run_resumes_from_last_ckpt(tmp_path, cache_dir):
     run_dir = tmp_path / "run"
     epochs = 8
@@ -123,3 +130,38 @@ def test_killed_and_resumed_run_ends_like_the_uninterrupted_run(tmp_path, cache_
     assert final_results(resumed_dir) == final_results(straight_dir)
     model = Path("checkpoints") / "model.safetensors"
     assert differing_tensors(resumed_dir / model, straight_dir / model) == []
+
+
+# Small data without `dataset=` (the smoke family's own synthetic tree), one DataLoader worker: persistent,
+# with per-sample seeds (zoolab.callbacks.seeded_loader), so the augmentations happen in the worker.
+WORKERS = ["dataset.num_workers=1", "dataset.root.counts={train:40,val:20,test:20}", "dataset.root.image_size=48",
+           "backbone.input_size=32", "task.module.latency.input_size=32", "task.module.latency.runs=3",
+           "task.module.latency.warmup=1"]
+
+
+def worker_args(run_dir: Path, epochs: int) -> list[str]:
+    return ["+exp=cherry_resnet18_aug_unnorm", "+smoke=cpu", *WORKERS, f"trainer.max_epochs={epochs}",
+            f"hydra.run.dir={run_dir}"]
+
+
+def test_killed_and_resumed_run_with_workers_ends_like_the_uninterrupted_run(tmp_path, cache_dir):
+    """kill -9 between epochs with a persistent worker: the fresh worker of the resumed run reads every
+    sample with the seed the uninterrupted run's worker used, so both end with the same weights."""
+    epochs = 3
+    resumed_dir, straight_dir = tmp_path / "resumed", tmp_path / "straight"
+    killed_at = kill_after_first_epoch(worker_args(resumed_dir, epochs), resumed_dir, tmp_path / "killed.log")
+    assert killed_at < epochs - 1, "the run got too far before it could be killed"
+
+    straight = start_run(worker_args(straight_dir, epochs), tmp_path / "straight.log")
+    resumed = run_cli(worker_args(resumed_dir, epochs), REPO)
+    assert straight.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "persistent workers" not in resumed.stderr  # the RNG-state callback's warning for other loaders
+
+    assert_resumed(resumed_dir, killed_at)
+    assert final_results(resumed_dir) == final_results(straight_dir)
+    model = Path("checkpoints") / "model.safetensors"
+    assert differing_tensors(resumed_dir / model, straight_dir / model) == []
+    # model.safetensors holds the best epoch, which may be one from before the kill: the last weights too
+    last = Path("checkpoints") / "last.ckpt"
+    assert differing_state(resumed_dir / last, straight_dir / last) == []

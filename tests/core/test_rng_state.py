@@ -13,7 +13,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
-from zoolab.callbacks import RngStateCheckpoint, capture_rng_state, restore_rng_state
+from zoolab.callbacks import (
+    RngStateCheckpoint,
+    capture_rng_state,
+    eval_loader_kwargs,
+    restore_rng_state,
+    train_loader,
+)
 
 EPOCHS = 3
 
@@ -25,21 +31,25 @@ def draw_from_every_generator() -> tuple:
 class NoisyItems(Dataset):
     """Items jittered from torch, numpy and Python's random, like augmentations that use any of them."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, noisy: bool = True) -> None:
         self.inputs = torch.linspace(-1, 1, size * 4).reshape(size, 4)
+        self.noisy = noisy
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def __getitem__(self, index: int):
+        if not self.noisy:
+            return self.inputs[index], index % 2
         jitter = 0.1 * torch.rand(4) + float(np.random.rand()) * 0.01 + random.random() * 0.01
         return self.inputs[index] + jitter, index % 2
 
 
 class DropoutModel(L.LightningModule):
-    def __init__(self, num_workers: int = 0, persistent_workers: bool = False) -> None:
+    def __init__(self, num_workers: int = 0, persistent_workers: bool = False, seeded: bool = False) -> None:
         super().__init__()
         self.loader_options = {"num_workers": num_workers, "persistent_workers": persistent_workers}
+        self.seeded = seeded  # zoolab's loaders (zoolab.callbacks.seeded_loader), persistent workers
         self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 2))
 
     def training_step(self, batch, batch_idx):
@@ -55,13 +65,18 @@ class DropoutModel(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
     def train_dataloader(self):
+        if self.seeded:
+            return train_loader(NoisyItems(48), self.loader_options["num_workers"], shuffle=True, batch_size=8)
         return DataLoader(NoisyItems(48), batch_size=8, shuffle=True, **self.loader_options)
 
     def val_dataloader(self):
-        return DataLoader(NoisyItems(16), batch_size=8)
+        if self.seeded:  # evaluation data draws nothing random, as zoolab's evaluation splits
+            return DataLoader(NoisyItems(16, noisy=False), batch_size=8,
+                              **eval_loader_kwargs(self.loader_options["num_workers"]))
+        return DataLoader(NoisyItems(16), batch_size=8, **self.loader_options)
 
 
-def fit(out_dir, max_epochs: int, rng_callback: bool, ckpt_path=None, **loader_options
+def fit(out_dir, max_epochs: int, rng_callback: bool, ckpt_path=None, sanity_steps: int = 1, **loader_options
         ) -> tuple[L.Trainer, DropoutModel]:
     """Seed, build and fit as a zoolab run does, resuming from ``ckpt_path`` when given."""
     L.seed_everything(42, workers=True, verbose=False)
@@ -73,7 +88,7 @@ def fit(out_dir, max_epochs: int, rng_callback: bool, ckpt_path=None, **loader_o
     if rng_callback:
         callbacks.append(RngStateCheckpoint())
     trainer = L.Trainer(max_epochs=max_epochs, callbacks=callbacks, accelerator="cpu", logger=False,
-                        num_sanity_val_steps=1, enable_progress_bar=False, enable_model_summary=False)
+                        num_sanity_val_steps=sanity_steps, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, ckpt_path=ckpt_path)
     return trainer, model
 
@@ -147,6 +162,47 @@ def test_persistent_workers_are_named_when_resuming(tmp_path, quiet_lightning, o
         fit(tmp_path, max_epochs=2, rng_callback=True, ckpt_path=tmp_path / "last.ckpt", num_workers=1,
             persistent_workers=True)
     assert "persistent workers" in caplog.text
+
+
+# zoolab's trainer configs run no sanity check, so a persistent validation iterator is first created in the
+# first validation after (re)start: with workers, creating it draws their base seed.
+ZOOLAB_LIKE = {"num_workers": 1, "sanity_steps": 0}
+
+
+def test_persistent_workers_diverge_without_seeded_loaders(tmp_path, quiet_lightning, one_thread):
+    """What the seeded loaders fix: persistent workers keep drawing from generators seeded at their start."""
+    options = dict(ZOOLAB_LIKE, persistent_workers=True)
+    _, straight = fit(tmp_path / "straight", max_epochs=EPOCHS, rng_callback=True, **options)
+    _, resumed = fit_interrupted(tmp_path / "resumed", rng_callback=True, **options)
+    assert not same_weights(resumed, straight)
+
+
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_seeded_loaders_with_persistent_workers_resume_exactly(tmp_path, quiet_lightning, one_thread, num_workers):
+    options = dict(ZOOLAB_LIKE, num_workers=num_workers, seeded=True)
+    straight_trainer, straight = fit(tmp_path / "straight", max_epochs=EPOCHS, rng_callback=True, **options)
+    assert straight_trainer.train_dataloader.persistent_workers
+    resumed_trainer, resumed = fit_interrupted(tmp_path / "resumed", rng_callback=True, **options)
+    assert same_weights(resumed, straight)
+    assert callback_results(resumed_trainer) == callback_results(straight_trainer)
+
+
+def test_seeded_samples_do_not_depend_on_the_number_of_workers(one_thread):
+    def epochs(num_workers: int) -> list:
+        torch.manual_seed(7)
+        loader = train_loader(NoisyItems(12), num_workers, shuffle=True, batch_size=4)
+        return [torch.cat([x for x, _ in loader]) for _ in range(2)]
+
+    one, two = epochs(1), epochs(2)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    assert not torch.equal(one[0].sort(0).values, one[1].sort(0).values)  # each epoch draws anew
+
+
+def test_seeded_loaders_are_not_named_when_resuming(tmp_path, quiet_lightning, one_thread, caplog):
+    fit(tmp_path, max_epochs=1, rng_callback=True, seeded=True, **ZOOLAB_LIKE)
+    with caplog.at_level("WARNING", logger="zoolab.callbacks.rng_state"):
+        fit(tmp_path, max_epochs=2, rng_callback=True, ckpt_path=tmp_path / "last.ckpt", seeded=True, **ZOOLAB_LIKE)
+    assert "persistent workers" not in caplog.text
 
 
 def test_without_the_callback_a_resumed_fit_diverges(tmp_path, quiet_lightning, one_thread):

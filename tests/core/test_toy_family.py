@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hydra.utils import instantiate
 
+from zoolab.evaluators.base import Evaluation, Evaluator
 from zoolab.families.base import Family
 from zoolab.tasks.base import ZooTask
 
@@ -53,12 +54,29 @@ class Blobs(L.LightningDataModule):
         return self.loader("val")
 
 
+class AccuracyEvaluator(Evaluator):
+    """An evaluator defined outside the package: accuracy, and a (tiny) figure the family writes."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.hits = []
+
+    def process(self, logits, labels):
+        self.hits.append((logits.argmax(1) == labels).float())
+
+    def evaluate(self):
+        return Evaluation({"accuracy": float(torch.cat(self.hits).mean())},
+                          {f"toy_{self.split}.png": b"not really a png"})
+
+
 class ToyTask(ZooTask):
     def __init__(self, optimizer, class_names, scheduler=None):
         super().__init__()
         self.head = nn.Linear(4, len(class_names))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.outputs = []
+        self.evaluator = AccuracyEvaluator()
 
     def components(self):
         return {"head": self.head}
@@ -72,14 +90,15 @@ class ToyTask(ZooTask):
         self.log("val/acc", (self.head(x).argmax(1) == y).float().mean())
 
     def on_test_epoch_start(self):
-        self.outputs = []
+        self.evaluator.reset()
 
     def test_step(self, batch, batch_idx):
         x, y = batch
-        self.outputs.append((self.head(x).argmax(1) == y).float())
+        self.evaluator.process(logits=self.head(x), labels=y)
 
-    def split_metrics(self, split, plots_dir):
-        return {"accuracy": float(torch.cat(self.outputs).mean())}
+    def evaluate_split(self, split):
+        self.evaluator.split = split
+        return self.evaluator.evaluate()
 '''
 
 TASK = """
@@ -124,5 +143,6 @@ def test_a_family_from_outside_the_package_runs_through_the_pipeline(tmp_path, c
     assert record["params"]["per_component"]["head"]["trainable"] == 10
     metrics = json.loads((run_dir / "test_metrics.json").read_text())
     assert metrics["accuracy"] > 0.9  # the blobs are 3 standard deviations apart
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["toy_test.png", "toy_val.png"]
     assert (run_dir / "checkpoints" / "model.safetensors").is_file()
     assert not list((REPO / "src" / "zoolab").rglob("toy*"))

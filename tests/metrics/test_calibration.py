@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoolab.metrics.calibration import expected_calibration_error, fit_temperature, reliability_diagram
+from zoolab.metrics.calibration import expected_calibration_error, fit_temperature, reliability_png
 
 
 def test_ece_one_sample_per_bin() -> None:
@@ -58,9 +58,9 @@ def test_fit_temperature_goes_below_one_for_underconfident_logits() -> None:
     assert 0.3 < fit_temperature(logits / 4.0, labels) < 0.7  # true T = 2 / 4 = 0.5
 
 
-def test_reliability_diagram_writes_a_png_atomically(tmp_path) -> None:
+def test_reliability_diagram_is_png_bytes_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     logits, labels = _tempered_sample(n=500)
-    path = reliability_diagram(torch.softmax(logits, 1), labels, tmp_path / "plots" / "rel.png", title="val")
-    assert path == tmp_path / "plots" / "rel.png"
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in path.parent.iterdir()] == ["rel.png"]  # no temp file left behind
+    data = reliability_png(torch.softmax(logits, 1), labels, title="val")
+    assert isinstance(data, bytes) and data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(tmp_path.iterdir()) == []  # nothing written anywhere

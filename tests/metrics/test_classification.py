@@ -14,7 +14,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from zoolab.metrics.classification import classification_report, plot_confusion_matrix
+from zoolab.metrics.classification import classification_report, confusion_matrix_png
 
 NAMES = ["clean", "maybe", "pit"]
 # Class "pit" is never predicted, so its precision is 0/0 -> 0 and it still counts in the macro mean.
@@ -68,10 +68,11 @@ def test_report_rejects_labels_outside_class_names() -> None:
         classification_report(np.array([0, 3]), np.array([0, 1]), NAMES)
 
 
-def test_plot_writes_png_atomically(tmp_path) -> None:
+def test_confusion_matrix_figure_is_png_bytes_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     cm = classification_report(np.array(Y_TRUE), np.array(Y_PRED), NAMES)["confusion_matrix"]
-    path = plot_confusion_matrix(cm, NAMES, tmp_path / "plots" / "cm.png", title="val")
-    assert path == tmp_path / "plots" / "cm.png"
-    data = path.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
-    assert sorted(p.name for p in path.parent.iterdir()) == ["cm.png"]
+    data = confusion_matrix_png(cm, NAMES, title="val")
+    assert isinstance(data, bytes) and data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="match class_names"):
+        confusion_matrix_png([[1, 0], [0, 1]], NAMES)

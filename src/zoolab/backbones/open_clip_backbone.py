@@ -44,6 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoolab.backbones.weights_file import (
+    check_fits,
+    checked_load_state_dict,
+    read_state_dict,
+    sniff_format,
+    unreadable,
+)
 from zoolab.errors import ZoolabError
 
 __all__ = ["OpenClipBackbone", "build_clip_model", "resize_grid_pos_embed"]
@@ -118,34 +125,32 @@ def build_clip_model(name: str, model_cfg: dict | None = None, quick_gelu: bool 
     return open_clip.create_model(name, pretrained=None, **cfg)
 
 
-def _load_local_weights(model: nn.Module, weights: str) -> None:
-    """Load a local CLIP checkpoint (.safetensors/.bin/.pth, or an OpenAI TorchScript .pt archive)."""
+def _load_local_weights(model: nn.Module, weights: str, name: str = "CLIP") -> None:
+    """Load a local CLIP checkpoint (.safetensors/.bin/.pth, or an OpenAI TorchScript .pt archive).
+
+    A file that is no checkpoint, or one of another architecture, stops with the short error of
+    ``zoolab.backbones.weights_file`` (the file, ``backbone.weights``, the first mismatched keys)."""
     import open_clip
 
+    if sniff_format(weights) == "unknown":
+        read_state_dict(weights, name)  # raises the "not a readable checkpoint" error
     try:
-        open_clip.load_checkpoint(model, weights, strict=True, weights_only=True)
+        with checked_load_state_dict(model, weights, name, strict=True):
+            open_clip.load_checkpoint(model, weights, strict=True, weights_only=True)
         return
-    except RuntimeError as exc:
+    except ZoolabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a reader or converter failure means the file is unusable
         if "TorchScript" not in str(exc):
-            raise ZoolabError(
-                f"weights file '{weights}' does not fit open_clip model ({str(exc).splitlines()[0]})",
-                where="backbone.weights",
-                fix="use the checkpoint of the architecture named in backbone.name",
-            ) from None
+            first = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise unreadable(weights, name, f"open_clip could not read it: {first}") from None
     # OpenAI's original archives are TorchScript, which weights_only loading refuses on torch >= 2.6.
     # Their state-dict keys are open_clip's CLIP keys plus metadata entries (and a scripted open_clip
     # model also carries its causal-mask buffer).
-    state_dict = torch.jit.load(weights, map_location="cpu").state_dict()
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state_dict))
-    unexpected = sorted(set(state_dict) - expected - _TORCHSCRIPT_EXTRAS)
-    if missing or unexpected:
-        raise ZoolabError(
-            f"TorchScript weights '{weights}' do not fit open_clip model (missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]})",
-            where="backbone.weights", fix="use the checkpoint of the architecture named in backbone.name",
-        )
-    model.load_state_dict({k: state_dict[k].float() for k in expected}, strict=True)
+    state_dict = {k: v for k, v in torch.jit.load(weights, map_location="cpu").state_dict().items()
+                  if k not in _TORCHSCRIPT_EXTRAS}
+    check_fits(model, state_dict, weights, name, strict=True)
+    model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
 
 
 class _TextTower(nn.Module):
@@ -213,7 +218,7 @@ class OpenClipBackbone(nn.Module):
         weights_path = self._check_weights(pretrained, weights)
         clip = build_clip_model(name, _plain(model_cfg), quick_gelu)
         if weights_path is not None:
-            _load_local_weights(clip, weights_path)
+            _load_local_weights(clip, weights_path, name)
         self.name = name
         self.visual = clip.visual
         self.text = _TextTower(clip)

@@ -8,6 +8,7 @@ passed on unchanged (the cherry report's production setting).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoolab.backbones.weights_file import timm_pretrained_checked
 from zoolab.errors import ZoolabError
 
-__all__ = ["TimmBackbone", "resolve_local_weights"]
+__all__ = ["TimmBackbone", "pretrained_weights", "resolve_local_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,18 @@ def resolve_local_weights(name: str, weights: str | None) -> str:
     )
 
 
+def pretrained_weights(name: str, pretrained: bool, weights: str | None, kwargs: dict):
+    """Context for ``timm.create_model(..., **kwargs)``: with ``pretrained``, the local weights file is set
+    in ``kwargs`` and checked as timm loads it (a file that is no checkpoint, or one of another architecture,
+    stops with a short error naming it; see ``zoolab.backbones.weights_file``)."""
+    if not pretrained:
+        return contextlib.nullcontext()
+    path = resolve_local_weights(name, weights)
+    kwargs["pretrained_cfg_overlay"] = {"file": path}
+    where = "backbone.weights" if weights else "backbone.weights unset, the Hugging Face cache"
+    return timm_pretrained_checked(path, name, where=where)
+
+
 class TimmBackbone(nn.Module):
     """Pooled features from a timm model (classifier removed).
 
@@ -97,10 +111,9 @@ class TimmBackbone(nn.Module):
 
         _check_model_name(name)
         kwargs = {k: v for k, v in dict(model_kwargs or {}, global_pool=global_pool).items() if v is not None}
-        if pretrained:
-            kwargs["pretrained_cfg_overlay"] = dict(file=resolve_local_weights(name, weights))
         self.name = name
-        self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        with pretrained_weights(name, pretrained, weights, kwargs):
+            self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
         # Pooled width: MobileNetV3's pre-logits conv makes it head_hidden_size (1280), not num_features (960).
         self.num_features: int = getattr(self.model, "head_hidden_size", None) or self.model.num_features
         self.input_size = input_size

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoolab.backbones.timm_backbone import _check_model_name, resolve_local_weights
+from zoolab.backbones.timm_backbone import _check_model_name, pretrained_weights
 from zoolab.errors import ZoolabError
 
 __all__ = ["TimmFeatures"]
@@ -53,13 +53,12 @@ class TimmFeatures(nn.Module):
 
         _check_model_name(name)
         kwargs = {k: v for k, v in dict(model_kwargs or {}).items() if v is not None}
-        if pretrained:
-            kwargs["pretrained_cfg_overlay"] = dict(file=resolve_local_weights(name, weights))
         out_indices = tuple(int(i) for i in out_indices)
         try:
-            self.model = timm.create_model(
-                name, pretrained=pretrained, features_only=True, out_indices=out_indices, **kwargs
-            )
+            with pretrained_weights(name, pretrained, weights, kwargs):
+                self.model = timm.create_model(
+                    name, pretrained=pretrained, features_only=True, out_indices=out_indices, **kwargs
+                )
         except IndexError:
             raise ZoolabError(
                 f"out_indices {list(out_indices)} are not feature levels of '{name}'",

@@ -13,9 +13,15 @@ random numbers), then Lightning loads the checkpoint's callback states; the save
 ``on_fit_start``, before Lightning creates the first training iterator. Nothing in between draws random
 numbers but the sanity check, which Lightning runs under ``isolate_rng``.
 
+DataLoader workers: a persistent worker keeps its random state across epochs inside its own process, where
+no checkpoint can see it. zoolab's datamodules therefore build their loaders with
+``zoolab.callbacks.seeded_loader``: every training sample is read with its own seed, drawn in the main
+process from the generator restored here, and loaders draw their workers' base seed from a private
+generator, so a resumed run with workers replays the uninterrupted one too. Another loader with
+persistent workers gets a warning on resume.
+
 Not covered: a ``torch.Generator`` owned by a datamodule belongs in the datamodule's own
-``state_dict``/``load_state_dict`` (Lightning stores it in the same checkpoint), and a persistent worker
-keeps its random state across epochs inside its own process, where no checkpoint can see it.
+``state_dict``/``load_state_dict`` (Lightning stores it in the same checkpoint).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import random
 import lightning as L
 import numpy as np
 import torch
+
+from zoolab.callbacks.seeded_loader import is_seeded
 
 __all__ = ["RngStateCheckpoint", "capture_rng_state", "restore_rng_state"]
 
@@ -106,4 +114,5 @@ class RngStateCheckpoint(L.Callback):
 def _has_persistent_workers(loaders) -> bool:
     flattened = getattr(loaders, "flattened", None)
     loaders = flattened if flattened is not None else loaders if isinstance(loaders, (list, tuple)) else [loaders]
-    return any(getattr(dl, "persistent_workers", False) and getattr(dl, "num_workers", 0) > 0 for dl in loaders)
+    return any(getattr(dl, "persistent_workers", False) and getattr(dl, "num_workers", 0) > 0
+               and not is_seeded(dl) for dl in loaders)

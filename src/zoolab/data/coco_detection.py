@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoolab.callbacks.seeded_loader import eval_loader_kwargs, train_loader
 from zoolab.data.image_folder import load_rgb
 from zoolab.errors import ZoolabError
 
@@ -380,14 +381,11 @@ class CocoDetectionDataModule(L.LightningDataModule):
         return self.datasets[split]
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_detection,
-        )
+        if shuffle:  # training: per-sample seeds (flips), so a resumed run replays it with any number of workers
+            return train_loader(self.dataset(split), self.num_workers, shuffle=True, batch_size=batch_size,
+                                collate_fn=collate_detection)
+        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=False, collate_fn=collate_detection,
+                          **eval_loader_kwargs(self.num_workers))
 
     def loader(self, split: str) -> DataLoader:
         """Evaluation loader: dataset order, ``eval_batch_size``, no augmentation."""

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from zoolab.callbacks.seeded_loader import eval_loader_kwargs, train_loader
 from zoolab.data.transforms import build_transform
 from zoolab.errors import ZoolabError
 
@@ -236,14 +237,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         return [s for s in self.datasets if s != "train"]
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
+        if shuffle:  # training: per-sample seeds, so a resumed run replays it with any number of workers
+            return train_loader(self.datasets[split], self.num_workers, shuffle=True,
+                                batch_size=self.batch_size, drop_last=False)
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=False, drop_last=False,
+                          **eval_loader_kwargs(self.num_workers))
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", shuffle=True)

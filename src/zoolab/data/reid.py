@@ -40,6 +40,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from zoolab.callbacks.seeded_loader import eval_loader_kwargs, train_loader
 from zoolab.data.pk_sampler import RandomIdentitySampler
 from zoolab.data.reid_datasets import (QueryGalleryEvalSet, ReidImageDataset, SingleGalleryEvalSet,
                                        check_augment)
@@ -232,8 +233,7 @@ class ReidDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------- loaders
     def _dataloader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, **kwargs)
+        return DataLoader(dataset, batch_size=batch_size, **eval_loader_kwargs(self.num_workers), **kwargs)
 
     def loader(self, split: str) -> DataLoader:
         """Items of ``split`` in dataset order (no shuffling, ``eval_batch_size``), for feature extraction."""
@@ -243,10 +243,10 @@ class ReidDataModule(L.LightningDataModule):
         train = self.dataset("train")
         if self.num_instances == 0:
             # drop_last: a last batch of one image would break BatchNorm in the inversion MLP / BNNeck
-            return self._dataloader(train, self.batch_size, shuffle=True, drop_last=True)
+            return train_loader(train, self.num_workers, shuffle=True, batch_size=self.batch_size, drop_last=True)
         sampler = RandomIdentitySampler(train.labels, self.batch_size, self.num_instances,
                                         seed=torch.initial_seed() % 2 ** 32)
-        return self._dataloader(train, self.batch_size, sampler=sampler)
+        return train_loader(train, self.num_workers, sampler=sampler, batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
         return self.loader("val") if "val" in self.eval_splits else []

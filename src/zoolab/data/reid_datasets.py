@@ -1,4 +1,4 @@
-"""Re-ID image datasets: training items with optional augmentation, and evaluation sets that score features.
+"""Re-ID image datasets: training items with optional augmentation, and evaluation sets that describe their split.
 
 Items are ``(image, label, camid, index)``: ``image`` a uint8 CHW tensor, read with PIL, converted to RGB
 and resized (bicubic) to ``image_size`` (H, W); ``label`` the contiguous class index for training and
@@ -10,13 +10,14 @@ horizontal flip), ``pad`` (zero-pad by this many pixels, then randomly crop back
 ``random_erasing`` (probability of replacing a random rectangle, 2-40 % of the area, aspect 0.3-3.3,
 with uniform noise; Zhong et al. 2020). These are the Market recipe of CLIP-ReID / PromptSG.
 
-Evaluation sets take features in dataset order (``evaluate(features [N, D])``), rank by cosine distance
-and return ``rank1``, ``rank5``, ``rank10``, ``mAP`` (fractions) plus ``num_queries`` / ``num_gallery``:
+Evaluation sets describe their split as plain data (``describe()``: the protocol, pids, camera ids and
+the protocol's settings); they compute nothing. ``zoolab.evaluators.reid.reid_evaluator(description)``
+builds the evaluator that ranks features of the split:
 
-- ``SingleGalleryEvalSet``: the hand protocol, mean over seeded single-gallery splits (``<key>_std``
-  over splits and ``num_splits`` are added); no cameras.
-- ``QueryGalleryEvalSet``: fixed query and gallery (Market-1501), same-pid same-camera gallery entries
-  removed per query via camera ids, pid 0 distractors kept as negatives.
+- ``SingleGalleryEvalSet``: the hand protocol (``protocol: single_gallery``), ``num_splits`` seeded
+  single-gallery splits (``seed``); no cameras.
+- ``QueryGalleryEvalSet``: fixed query and gallery (``protocol: query_gallery``, Market-1501), queries
+  first; ``num_queries`` / ``num_gallery`` and camera ids for the same-camera rule.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from torchvision.transforms import RandomErasing
 
 from zoolab.data.reid_layouts import ReidSample
 from zoolab.errors import ZoolabError
-from zoolab.metrics.reid import averaged_over_splits, distance_matrix, rank_metrics, single_gallery_splits
 
 __all__ = [
     "AUGMENT_KEYS",
@@ -122,17 +122,9 @@ class ReidImageDataset(Dataset):
             image = augment_image(image, self.augment)
         return image, int(self.labels[index]), int(sample.camid), int(index)
 
-    def _features(self, features) -> np.ndarray:
-        features = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features,
-                              dtype=np.float64)
-        if features.ndim != 2 or features.shape[0] != len(self):
-            raise ValueError(f"features must be [N, D] in dataset order with N = {len(self)}, "
-                             f"got {features.shape}")
-        return features
-
 
 class SingleGalleryEvalSet(ReidImageDataset):
-    """Hand protocol: ``num_splits`` seeded splits with one gallery image per identity, metrics averaged.
+    """Hand protocol: ``num_splits`` seeded splits with one gallery image per identity (metrics averaged).
 
     Every identity must have >= 2 images (the datamodule drops singletons with a warning)."""
 
@@ -142,15 +134,9 @@ class SingleGalleryEvalSet(ReidImageDataset):
         self.num_splits = int(num_splits)
         self.seed = int(seed)
 
-    def splits(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The ``(query_idx, gallery_idx)`` pairs ``evaluate`` averages over (``single_gallery_splits``)."""
-        return single_gallery_splits(self.pids, self.num_splits, self.seed)
-
-    def evaluate(self, features) -> dict:
-        features = self._features(features)
-        out = averaged_over_splits(features, self.pids, self.num_splits, self.seed, metric="cosine")
-        num_gallery = int(np.unique(self.pids).size)
-        return {**out, "num_queries": len(self) - num_gallery, "num_gallery": num_gallery}
+    def describe(self) -> dict:
+        """The split as data for its evaluator: ``protocol``, ``pids`` (dataset order), ``num_splits``, ``seed``."""
+        return {"protocol": "single_gallery", "pids": self.pids, "num_splits": self.num_splits, "seed": self.seed}
 
 
 class QueryGalleryEvalSet(ReidImageDataset):
@@ -162,10 +148,8 @@ class QueryGalleryEvalSet(ReidImageDataset):
         self.num_queries = len(query)
         self.num_gallery = len(gallery)
 
-    def evaluate(self, features) -> dict:
-        features = self._features(features)
-        nq = self.num_queries
-        pids, camids = self.pids, self.camids
-        distances = distance_matrix(features[:nq], features[nq:], "cosine")
-        out = rank_metrics(distances, pids[:nq], pids[nq:], camids[:nq], camids[nq:])
-        return {**out, "num_queries": self.num_queries, "num_gallery": self.num_gallery}
+    def describe(self) -> dict:
+        """The split as data for its evaluator: ``protocol``, ``pids`` and ``camids`` (dataset order, queries
+        first), ``num_queries``, ``num_gallery``."""
+        return {"protocol": "query_gallery", "pids": self.pids, "camids": self.camids,
+                "num_queries": self.num_queries, "num_gallery": self.num_gallery}

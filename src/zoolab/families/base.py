@@ -3,13 +3,16 @@ evaluate and what to export. The pipeline (``zoolab.pipeline``) runs these hooks
 every file; a family overrides only the hooks where it differs (in the way detectron2's trainer exposes
 ``build_*`` methods).
 
-The default family fits one phase and evaluates every held-out split through the task's
-``split_metrics``: image classification, detection and re-identification use it as is.
+The default family fits one phase and evaluates every held-out split: ``trainer.test`` feeds the task's
+evaluator, ``task.evaluate_split(split)`` returns an :class:`~zoolab.evaluators.base.Evaluation` and
+the family writes its figures under ``plots/`` and returns its metrics. Image classification, detection
+and re-identification use it as is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import lightning as L
@@ -19,7 +22,7 @@ from omegaconf import DictConfig
 from zoolab.console import label_evaluation
 from zoolab.errors import ZoolabError
 
-__all__ = ["Phase", "Family", "build_task_module"]
+__all__ = ["Phase", "Family", "build_task_module", "record_evaluation"]
 
 
 @dataclass
@@ -47,6 +50,15 @@ def build_task_module(cfg: DictConfig, class_names: list[str]) -> L.LightningMod
         scheduler=instantiate(cfg.sched) if cfg.sched else None,
         class_names=list(class_names),
     )
+
+
+def record_evaluation(evaluation, out) -> dict:
+    """Write an evaluation's figures to ``plots/<name>`` through the run-folder writer; return its metrics."""
+    for name, png in evaluation.figures.items():
+        if not name or Path(name).name != name:
+            raise ValueError(f"figure name {name!r} must be a plain file name (it goes under plots/)")
+        out.write_bytes(Path("plots") / name, png)
+    return evaluation.metrics
 
 
 class Family:
@@ -87,7 +99,7 @@ class Family:
         for split in datamodule.eval_splits:
             label_evaluation(trainer, split)
             trainer.test(task, dataloaders=datamodule.loader(split), verbose=False)
-            results[split] = task.split_metrics(split, out.plots_dir)
+            results[split] = record_evaluation(task.evaluate_split(split), out)
         return results
 
     def deployment_metrics(self, task) -> dict:

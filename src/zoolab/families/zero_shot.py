@@ -1,7 +1,8 @@
 """Frozen-CLIP re-ID baselines (``clip_zeroshot_*``): global image embeddings ranked by cosine, no training.
 
 Writes ``<split>_metrics.json`` for every evaluated split like the trained experiments (a smoke run writes
-``smoke_metrics.json``), with the image encoder's batch-1 CPU latency in the final split's file.
+``smoke_metrics.json``), with the image encoder's batch-1 CPU latency in the final split's file. The
+features of a split (in dataset order) are scored by the split's re-ID evaluator.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from zoolab.evaluators.reid import reid_evaluator
 from zoolab.families.base import Family
 from zoolab.params import count_parameters
 from zoolab.tasks.reid import reid_latency
@@ -56,8 +58,12 @@ class ZeroShotFamily(Family):
         return iter(())
 
     def evaluate(self, task, trainer, datamodule, out):
-        return {split: dict(datamodule.dataset(split).evaluate(embed_split(task, datamodule.loader(split))))
-                for split in datamodule.eval_splits}
+        results = {}
+        for split in datamodule.eval_splits:
+            evaluator = reid_evaluator(datamodule.dataset(split).describe())
+            evaluator.process(features=embed_split(task, datamodule.loader(split)))
+            results[split] = evaluator.evaluate().metrics
+        return results
 
     def deployment_metrics(self, task) -> dict:
         node = (self.cfg.task.module or {}).get("latency")

@@ -1,4 +1,4 @@
-"""Calibration: top-label ECE, temperature scaling and reliability diagrams.
+"""Calibration: top-label ECE, temperature scaling and reliability diagrams (PNG bytes).
 
 Guo et al., "On Calibration of Modern Neural Networks", ICML 2017; the ECE binning and the temperature
 fit (start at T = 1.5, LBFGS with lr 0.01 on the validation NLL) follow ``gpleiss/temperature_scaling``.
@@ -10,17 +10,15 @@ matters once probabilities are thresholded.
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["expected_calibration_error", "fit_temperature", "reliability_diagram"]
+__all__ = ["expected_calibration_error", "fit_temperature", "reliability_png"]
 
 
 def _as_numpy(values: np.ndarray | Tensor) -> np.ndarray:
@@ -84,9 +82,9 @@ def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 50) -> float
     return float(log_t.detach().exp())
 
 
-def reliability_diagram(probs: np.ndarray | Tensor, labels: np.ndarray | Tensor, path: Path,
-                        n_bins: int = 15, title: str = "") -> Path:
-    """Bar plot of accuracy per confidence bin against the diagonal; written atomically to ``path``."""
+def reliability_png(probs: np.ndarray | Tensor, labels: np.ndarray | Tensor, n_bins: int = 15,
+                    title: str = "") -> bytes:
+    """Bar plot of accuracy per confidence bin against the diagonal, as PNG bytes (nothing is written)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -106,15 +104,6 @@ def reliability_diagram(probs: np.ndarray | Tensor, labels: np.ndarray | Tensor,
     ax.set_ylabel("accuracy")
     ax.set_title(f"{title} (ECE = {ece:.4f})" if title else f"ECE = {ece:.4f}")
     ax.legend(loc="upper left")
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,4 +1,4 @@
-"""Multiclass classification report and confusion-matrix plot.
+"""Multiclass classification report and confusion-matrix figure (PNG bytes).
 
 ``classification_report`` returns a flat, JSON-ready dict (python scalars and lists only) with
 macro precision / recall / F1 over *all* classes, per-class scores and the confusion matrix
@@ -10,13 +10,12 @@ per-class F1 values, not the F1 of macro precision and recall.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import io
 
 import numpy as np
 import torch
 
-__all__ = ["classification_report", "confusion_matrix", "plot_confusion_matrix"]
+__all__ = ["classification_report", "confusion_matrix", "confusion_matrix_png"]
 
 
 def _as_labels(y: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -88,13 +87,11 @@ def classification_report(y_true: np.ndarray | torch.Tensor, y_pred: np.ndarray 
     }
 
 
-def plot_confusion_matrix(cm: list[list[int]], class_names: list[str], path: Path,
-                          title: str = "") -> Path:
-    """Draw ``cm`` (rows true, columns predicted) with annotated counts and write a PNG to ``path``.
+def confusion_matrix_png(cm: list[list[int]], class_names: list[str], title: str = "") -> bytes:
+    """``cm`` (rows true, columns predicted) drawn with annotated counts, as PNG bytes.
 
-    The file is written to a temporary sibling and moved into place, so a reader never sees a
-    half-written image. Rendering uses the Agg canvas directly, which works headless and leaves
-    the caller's pyplot backend and figure list untouched.
+    Nothing is written: the caller decides where the figure goes. Rendering uses the Agg canvas
+    directly, which works headless and leaves the caller's pyplot backend and figure list untouched.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -103,7 +100,6 @@ def plot_confusion_matrix(cm: list[list[int]], class_names: list[str], path: Pat
     if counts.shape != (len(class_names), len(class_names)):
         raise ValueError(f"cm has shape {counts.shape}, expected ({len(class_names)}, {len(class_names)}) "
                          "to match class_names")
-    path = Path(path)
     side = 1.0 + 0.9 * len(class_names)
     fig = Figure(figsize=(side + 1.5, side + 0.5))
     FigureCanvasAgg(fig)
@@ -122,8 +118,6 @@ def plot_confusion_matrix(cm: list[list[int]], class_names: list[str], path: Pat
         ax.text(col, row, str(value), ha="center", va="center",
                 color="white" if value > dark_above else "black")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()

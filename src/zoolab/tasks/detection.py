@@ -6,26 +6,30 @@ test pass of the best checkpoint with score threshold 0.0 and at most 100 detect
 by the COCO evaluator against the split's own annotation file (categories mapped by name), with
 per-class APs. Training optimises focal + L1 box loss, logged as ``train/loss_cls`` / ``train/loss_bbox``.
 
+Evaluation (``zoolab.evaluators.coco.CocoEvaluator``) collects every image's detections in the
+validation / test steps and scores them when the epoch ends (validation: logged as ``val/coco/*``) or
+when :meth:`DetectionTask.evaluate_split` is asked (test). Evaluation writes nothing.
+
 Weights written besides ``model.safetensors`` (merged inference weights, from :meth:`export_state_dict`):
 ``checkpoints/adapter.safetensors`` holds only the trained parameters (LoRA, neck, head and any unfrozen
-stage; see :meth:`adapter_state_dict`). It is written by :meth:`split_metrics` on its first call of a run,
-which zoolab's runner makes after the best checkpoint's weights were loaded, so it always matches the
-evaluated model; a full fine-tune (nothing frozen) skips it because it would equal the whole model.
+stage; see :meth:`adapter_state_dict`). The pipeline's ``export_weights`` writes both after evaluation,
+from the evaluated weights (the best checkpoint's); a full fine-tune (nothing frozen) has no adapter file
+because it would equal the whole model.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from zoolab.adapters.freeze import freeze_norm_stats
+from zoolab.evaluators.base import Evaluation, evaluation_dataset
+from zoolab.evaluators.coco import CocoEvaluator
 from zoolab.tasks.base import ZooTask
-
 
 __all__ = ["DetectionTask"]
 
@@ -36,8 +40,7 @@ VAL_LOGGED = ("coco/bbox_mAP", "coco/bbox_mAP_50", "coco/bbox_mAP_75")
 
 def _eval_dataset(dataloaders: Any):
     """The dataset behind a Trainer's ``val_dataloaders`` / ``test_dataloaders`` (one loader or a list)."""
-    loader = dataloaders[0] if isinstance(dataloaders, (list, tuple)) else dataloaders
-    dataset = getattr(loader, "dataset", None)
+    dataset = evaluation_dataset(dataloaders)
     if dataset is None or not hasattr(dataset, "annotation_file"):
         raise ValueError("the evaluation dataloader's dataset has no annotation_file: the detection task needs "
                          "a zoolab.data.coco_detection split to score COCO mAP")
@@ -87,8 +90,7 @@ class DetectionTask(ZooTask):
         self.test_score_thresh = float(test_score_thresh)
         self.eval_backend = eval_backend
         self.latency = {"enabled": False, **dict(latency or {})}
-        self._detections: list[dict] = []
-        self._eval_data = None
+        self.evaluator: CocoEvaluator | None = None
 
     # ------------------------------------------------------------------------------------- structure
     def components(self) -> dict[str, nn.Module]:
@@ -116,25 +118,9 @@ class DetectionTask(ZooTask):
             self.log(LOSS_KEYS.get(key, f"train/loss_{key}"), value, on_step=True, on_epoch=False, batch_size=n)
         return loss
 
-    def _refuse_multi_process(self) -> None:
-        """COCO scoring reads every image's detections in this process; on several ranks each would score
-        only its own share and log a wrong mAP, so refuse instead of gathering silently wrong numbers."""
-        if self.trainer is not None and self.trainer.world_size > 1:
-            from zoolab.errors import ZoolabError
-
-            raise ZoolabError(f"detection evaluation runs in one process, but the trainer has "
-                              f"world_size={self.trainer.world_size}", where="trainer.devices",
-                              fix="train with trainer.devices=1 (raise dataset.batch_size for a larger batch)")
-
     def _collect(self, batch) -> None:
         images, targets = batch
-        for output, target in zip(self.detector(images), targets):
-            self._detections.append({
-                "image_id": int(target["image_id"]),
-                "boxes": output["boxes"].detach().float().cpu(),
-                "scores": output["scores"].detach().float().cpu(),
-                "labels": output["labels"].detach().cpu(),
-            })
+        self.evaluator.process(outputs=self.detector(images), targets=targets)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._collect(batch)
@@ -147,41 +133,36 @@ class DetectionTask(ZooTask):
         freeze_norm_stats(self.detector.backbone)
 
     def on_validation_epoch_start(self) -> None:
-        self._start_eval(self.val_score_thresh, self.trainer.val_dataloaders)
+        self._start_eval(self.val_score_thresh, self.trainer.val_dataloaders, classwise=False)
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            self._detections = []
-            return
-        metrics = self._evaluate(classwise=False)
-        for key in VAL_LOGGED:
-            self.log(f"val/{key}", metrics[key], prog_bar=key == "coco/bbox_mAP")
-        self._detections = []
+        if not self.trainer.sanity_checking:
+            metrics = self.evaluator.evaluate().metrics
+            for key in VAL_LOGGED:
+                self.log(f"val/{key}", metrics[key], prog_bar=key == "coco/bbox_mAP")
+        self.evaluator.reset()
 
     def on_test_epoch_start(self) -> None:
-        self._start_eval(self.test_score_thresh, self.trainer.test_dataloaders)
+        self._start_eval(self.test_score_thresh, self.trainer.test_dataloaders, classwise=True)
 
-    def _start_eval(self, score_thresh: float, dataloaders) -> None:
-        self._refuse_multi_process()
+    def _start_eval(self, score_thresh: float, dataloaders, classwise: bool) -> None:
+        """A fresh evaluator for the split behind ``dataloaders``; validation reports no classwise APs
+        (nor ``score_thresh``), the test pass reports both."""
         self.detector.score_thresh = score_thresh
-        self._eval_data = _eval_dataset(dataloaders)
-        self._detections = []
-
-    def _evaluate(self, classwise: bool) -> dict:
-        from zoolab.metrics.coco import evaluate_coco
-
-        data = self._eval_data
-        return evaluate_coco(data.annotation_file, self._detections, category_ids=list(data.category_ids),
-                             class_names=self.class_names, backend=self.eval_backend, classwise=classwise)
+        data = _eval_dataset(dataloaders)
+        self.evaluator = CocoEvaluator(data.annotation_file, list(data.category_ids), self.class_names,
+                                       backend=self.eval_backend, classwise=classwise,
+                                       score_thresh=score_thresh if classwise else None)
+        self.evaluator.num_samples = len(data)
 
     # ---------------------------------------------------------------------------------- evaluation
-    def split_metrics(self, split: str, plots_dir: Path) -> dict:
-        """COCO bbox metrics (six ``coco/bbox_*`` keys + ``classwise`` APs) of the split last run through
-        ``trainer.test``."""
-        metrics = self._evaluate(classwise=True)
-        metrics["score_thresh"] = self.test_score_thresh
-        metrics["num_images"] = len(self._detections)
-        return metrics
+    def evaluate_split(self, split: str) -> Evaluation:
+        """COCO bbox metrics (six ``coco/bbox_*`` keys + ``classwise`` APs, ``score_thresh``,
+        ``num_images``) of the split last run through ``trainer.test``."""
+        if self.evaluator is None:
+            raise RuntimeError("evaluate_split needs a trainer.test run of the split first")
+        self.evaluator.split = split
+        return self.evaluator.evaluate()
 
     def measure_latency(self) -> dict:
         """Batch-1 CPU latency at the detector's input size (post-processing included); off by default."""

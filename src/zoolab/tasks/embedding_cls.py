@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,6 +30,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from zoolab.errors import ZoolabError
+from zoolab.evaluators.base import Evaluation, evaluation_dataset
+from zoolab.evaluators.foreground import ForegroundEvaluator
 from zoolab.tasks.base import ZooTask
 
 __all__ = ["EmbeddingClassificationTask", "run_label"]
@@ -105,8 +106,7 @@ class EmbeddingClassificationTask(ZooTask):
 
             self.center_loss = CenterLoss(len(class_names), features)
         self.register_buffer("feature_std", torch.ones(in_features))
-        self._outputs: list[torch.Tensor] = []
-        self._labels: list[torch.Tensor] = []
+        self.evaluator: ForegroundEvaluator | None = None
         self.val_scores: list[float] = []
 
     # ------------------------------------------------------------------ forward and inference logits
@@ -193,49 +193,43 @@ class EmbeddingClassificationTask(ZooTask):
 
     # ------------------------------------------------------------------ evaluation
     def _collect(self, batch) -> None:
-        """Keep raw head logits and labels of an evaluation batch (validation or test)."""
+        """Feed the raw head logits and labels of an evaluation batch (validation or test) to the evaluator."""
         x, y = batch
-        self._outputs.append(self.head(x).detach())
-        self._labels.append(y)
-
-    def _reset_outputs(self) -> None:
-        self._outputs, self._labels = [], []
+        self.evaluator.process(logits=self.head(x), labels=y)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._collect(batch)
 
     def on_validation_epoch_start(self) -> None:
-        self._reset_outputs()
+        # During fit: predictions from the decision logits (no temperature, no calibration figures).
+        self.evaluator = ForegroundEvaluator(self.class_names, self.background, to_logits=self.decision_logits,
+                                             calibration=False)
+        self.evaluator.num_samples = len(evaluation_dataset(self.trainer.val_dataloaders))
 
     def on_validation_epoch_end(self) -> None:
-        from zoolab.metrics.foreground import foreground_report
-
-        logits, labels = self.decision_logits(torch.cat(self._outputs)), torch.cat(self._labels)
-        report = foreground_report(labels.cpu().numpy(), logits.argmax(1).cpu().numpy(), self.class_names,
-                                   self.background)
+        report = self.evaluator.evaluate().metrics
         self.log("val/macro_f1_fg", report["macro_f1_fg"], prog_bar=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._collect(batch)
 
     def on_test_epoch_start(self) -> None:
-        self._reset_outputs()
+        # As deployed: post-hoc adjustment and the fitted temperature (fitted before this pass).
+        self.evaluator = ForegroundEvaluator(self.class_names, self.background, to_logits=self.deployed_logits,
+                                             calibration=True, temperature=float(self.temperature))
+        self.evaluator.num_samples = len(evaluation_dataset(self.trainer.test_dataloaders))
 
     def raw_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.cat(self._outputs), torch.cat(self._labels)
+        """Raw head logits and labels of the last evaluation pass (the temperature is fitted on val's)."""
+        return self.evaluator.collected()
 
-    def split_metrics(self, split: str, plots_dir: Path) -> dict:
-        from zoolab.metrics.calibration import expected_calibration_error, reliability_diagram
-        from zoolab.metrics.foreground import foreground_report
-
-        raw, labels = self.raw_outputs()
-        probs = self.deployed_logits(raw).softmax(1).cpu().numpy()
-        y = labels.cpu().numpy()
-        metrics = foreground_report(y, probs.argmax(1), self.class_names, self.background)
-        metrics["ece"] = expected_calibration_error(probs, y, n_bins=15)
-        metrics["temperature"] = float(self.temperature)
-        reliability_diagram(probs, y, plots_dir / f"reliability_{split}.png", title=split)
-        return metrics
+    def evaluate_split(self, split: str) -> Evaluation:
+        """Foreground report, ECE, temperature and ``reliability_<split>.png`` of the split last run
+        through ``trainer.test``."""
+        if self.evaluator is None:
+            raise RuntimeError("evaluate_split needs a trainer.test run of the split first")
+        self.evaluator.split = split
+        return self.evaluator.evaluate()
 
     def fit_temperature(self, raw_logits: torch.Tensor, labels: torch.Tensor) -> float:
         """Fit T on validation NLL of the decision logits (what the deployed model divides by T)."""

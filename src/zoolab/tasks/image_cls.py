@@ -1,22 +1,24 @@
 """Image classification task (cherry-pit family): backbone -> head, cross-entropy, full evaluation.
 
-Evaluation of a split gives accuracy, macro and per-class P/R/F1, the confusion matrix (JSON + PNG)
-and, for the positive (pit) class, a threshold analysis: the threshold is fitted on ``val`` and the
-same frozen threshold is reported on ``test``. CPU batch-1 latency is measured once per run.
+Evaluation of a split (``zoolab.evaluators.classification``) gives accuracy, macro and per-class
+P/R/F1, the confusion matrix (JSON + figure) and, for the positive (pit) class, a threshold analysis:
+the threshold is fitted on ``val`` and the same frozen threshold is reported on ``test``. During fit,
+``val/acc``, ``val/f1`` and ``val/acc_best`` (the best ``val/acc`` so far, kept in checkpoints so that a
+resumed fit goes on from it) are logged. CPU batch-1 latency is measured once per run.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from zoolab.adapters.freeze import freeze_norm_stats
+from zoolab.evaluators.base import Evaluation, evaluation_dataset
+from zoolab.evaluators.classification import ClassificationEvaluator
 from zoolab.tasks.base import ZooTask, split_no_decay
 
 __all__ = ["ImageClassificationTask"]
@@ -72,8 +74,8 @@ class ImageClassificationTask(ZooTask):
         self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes=n, average="macro")
         self.val_acc_best = MaxMetric()
-        self._probs: list[torch.Tensor] = []
-        self._labels: list[torch.Tensor] = []
+        self.val_acc_best.persistent(True)  # in checkpoints: a resumed fit keeps the best val/acc so far
+        self.evaluator: ClassificationEvaluator | None = None
 
     def components(self) -> dict[str, nn.Module]:
         return {"backbone": self.backbone, "head": self.head}
@@ -105,53 +107,35 @@ class ImageClassificationTask(ZooTask):
 
     def test_step(self, batch, batch_idx: int) -> None:
         images, targets = batch
-        self._probs.append(self(images).float().softmax(dim=1).cpu())
-        self._labels.append(targets.cpu())
+        self.evaluator.process(logits=self(images), labels=targets)
 
     def on_train_start(self) -> None:
-        self.val_acc_best.reset()
+        if self.trainer.ckpt_path is None:  # a fresh fit; a resumed one keeps the restored best
+            self.val_acc_best.reset()
 
     def on_train_epoch_start(self) -> None:
         freeze_norm_stats(self.backbone)
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a few batches before training: not a validation result
+            return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=False)
 
     def on_test_epoch_start(self) -> None:
-        self._probs, self._labels = [], []
+        self.evaluator = ClassificationEvaluator(self.class_names, self.positive_class, self.target_recall,
+                                                 self.target_precision, band=self.fitted_threshold)
+        self.evaluator.num_samples = len(evaluation_dataset(self.trainer.test_dataloaders))
 
-    def split_metrics(self, split: str, plots_dir: Path) -> dict:
-        """Metrics of the split last run through ``trainer.test``; ``val`` fits the pit threshold."""
-        from zoolab.metrics.classification import classification_report, plot_confusion_matrix
-
-        probs = torch.cat(self._probs).numpy()
-        labels = torch.cat(self._labels).numpy()
-        metrics = classification_report(labels, probs.argmax(axis=1), self.class_names)
-        plot_confusion_matrix(
-            metrics["confusion_matrix"], self.class_names, plots_dir / f"confusion_matrix_{split}.png", title=split
-        )
-        if self.positive_class is not None:
-            metrics["threshold"] = self._threshold_metrics(split, probs, labels)
-        return metrics
-
-    def _threshold_metrics(self, split: str, probs: np.ndarray, labels: np.ndarray) -> dict:
-        from zoolab.metrics.threshold import evaluate_band, threshold_analysis
-
-        pos = self.class_names.index(self.positive_class)
-        scores, is_positive = probs[:, pos], labels == pos
-        negative = labels == 0 if pos != 0 else labels != pos  # class 0 is "clean" in the report's order
-        if split == "val" or self.fitted_threshold is None:
-            analysis = threshold_analysis(
-                scores, is_positive, self.target_recall, self.target_precision, negative_mask=negative
-            )
-            if split == "val":
-                self.fitted_threshold = {k: analysis[k] for k in ("band_low", "band_high")}
-            analysis["fitted_on"] = split
-            return analysis
-        result = evaluate_band(scores, is_positive, **self.fitted_threshold, negative_mask=negative)
-        result["fitted_on"] = "val"
-        return result
+    def evaluate_split(self, split: str) -> Evaluation:
+        """Metrics and confusion-matrix figure of the split last run through ``trainer.test``; ``val``
+        fits the pit threshold band that later splits reuse."""
+        if self.evaluator is None:
+            raise RuntimeError("evaluate_split needs a trainer.test run of the split first")
+        self.evaluator.split = split
+        evaluation = self.evaluator.evaluate()
+        self.fitted_threshold = self.evaluator.band
+        return evaluation
 
     def measure_latency(self) -> dict:
         from zoolab.metrics.latency import measure_latency

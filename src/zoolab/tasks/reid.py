@@ -3,10 +3,10 @@
 Training: uint8 images -> float 0-255 -> ``PromptSG.forward(backbone, images, training=True)`` -> head
 (linear or BNNeck + ArcFace) -> ``ReidLoss(outputs, logits, labels, epoch_fraction)``; every part of the
 loss is logged as ``train/loss_<part>``. Validation: features of the validation split (training identities
-held out by the datamodule, never test data) ranked by ``dataset.evaluate`` -> ``val/rank1``,
-``val/rank5``, ``val/mAP`` (``val/rank1`` drives checkpointing and early stopping). Test: the same
-features for every evaluated split -> ``rank1``, ``rank5``, ``rank10``, ``mAP`` (+ ``_std`` and
-``num_splits`` for the split protocol).
+held out by the datamodule, never test data) ranked by the split's evaluator (``zoolab.evaluators.reid``,
+built from ``dataset.describe()``) -> ``val/rank1``, ``val/rank5``, ``val/mAP`` (``val/rank1`` drives
+checkpointing and early stopping). Test: the same features for every evaluated split -> ``rank1``,
+``rank5``, ``rank10``, ``mAP`` (+ ``_std`` and ``num_splits`` for the split protocol).
 
 Optimiser (AdamW or whatever ``optim`` names): the CLIP visual encoder in the adapter's groups at
 ``adapter.lr`` (``lr_clip_visual``), the new modules (PromptSG, head, learned loss weights) at
@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import inspect
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from zoolab.adapters.freeze import freeze_norm_stats
 from zoolab.errors import ZoolabError
+from zoolab.evaluators.base import Evaluation, evaluation_dataset
+from zoolab.evaluators.reid import ReidEvaluator, reid_evaluator
 from zoolab.tasks.base import ZooTask, base_lr
 
 __all__ = ["ReidTask", "reid_latency", "SELECT_ON", "TRIPLET_FEATURES", "EVAL_FEATURES"]
@@ -161,7 +161,7 @@ class ReidTask(ZooTask):
         self.latency = dict(latency or {})
         self._center_optimizer: torch.optim.Optimizer | None = None
         self._last_epoch_state: dict[str, torch.Tensor] | None = None
-        self._features: dict[int, torch.Tensor] = {}
+        self.evaluator: ReidEvaluator | None = None
 
     # ------------------------------------------------------------------------------ parts and forward
     def components(self) -> dict[str, nn.Module]:
@@ -229,57 +229,49 @@ class ReidTask(ZooTask):
         self._center_optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------------------------ evaluation
-    def _eval_features(self, batch) -> None:
+    def _eval_features(self, batch, evaluator: ReidEvaluator) -> None:
         images, indices = batch[0], batch[3]
-        for index, feature in zip(indices.tolist(), self(images).float().cpu()):
-            self._features[int(index)] = feature
+        evaluator.process(features=self(images).float().cpu(), indices=indices)
 
-    def _stacked_features(self, size: int) -> np.ndarray:
-        if sorted(self._features) != list(range(size)):
-            from zoolab.errors import ZoolabError
-
-            raise ZoolabError(f"evaluation collected {len(self._features)} features for a split of {size} "
-                              "images; re-ID metrics need every query and gallery image",
-                              where="trainer.limit_val_batches / trainer.limit_test_batches",
-                              fix="leave both at null (all batches)")
-        return torch.stack([self._features[i] for i in range(size)]).numpy()
+    def _split_evaluator(self, dataloaders) -> ReidEvaluator:
+        dataset = evaluation_dataset(dataloaders)
+        if not hasattr(dataset, "describe"):
+            raise ZoolabError("the re-ID task evaluates zoolab.data.reid evaluation splits (datasets with "
+                              "describe())", where="dataset", fix="use zoolab.data.reid.ReidDataModule")
+        return reid_evaluator(dataset.describe())
 
     def on_validation_epoch_start(self) -> None:
-        self._features = {}
+        self.evaluator = self._split_evaluator(self.trainer.val_dataloaders) if self.select_on == "val" else None
         _set_normalize(self.backbone, self.eval_normalize and self.train_normalize)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if self.select_on == "val":
-            self._eval_features(batch)
+            self._eval_features(batch, self.evaluator)
 
     def on_validation_epoch_end(self) -> None:
         if self.select_on == "val":
-            dataset = self.trainer.val_dataloaders.dataset
-            metrics = dataset.evaluate(self._stacked_features(len(dataset)))
+            metrics = self.evaluator.evaluate().metrics
         else:
             metrics = self._test_split0_metrics()
         for key in ("rank1", "rank5", "mAP"):
             if key in metrics:
                 self.log(f"val/{key}", float(metrics[key]), prog_bar=key != "rank5")
-        self._features = {}
+        self.evaluator = None
 
     @torch.no_grad()
     def _test_split0_metrics(self) -> dict:
         """Quirk #11: the selection metric on split 0 of the test protocol (what CLIP-FH validated on)."""
-        from zoolab.metrics.reid import averaged_over_splits
-
         loader = self.trainer.datamodule.loader("test")
-        dataset = loader.dataset
-        if not hasattr(dataset, "splits"):
+        description = loader.dataset.describe()
+        if description.get("protocol") != "single_gallery":
             raise ZoolabError("select_on=test_split0 replays the hand protocol's query0/gallery0 selection "
                               "and needs the single_gallery protocol", where="task.module.select_on",
                               fix="use select_on=val")
-        self._features = {}
-        for batch in loader:
-            self._eval_features([t.to(self.device) if torch.is_tensor(t) else t for t in batch])
         # Split 0 of the test protocol: single_gallery_splits draws split s with seed + s.
-        return averaged_over_splits(self._stacked_features(len(dataset)), dataset.pids, num_splits=1,
-                                    seed=dataset.seed)
+        evaluator = reid_evaluator({**description, "num_splits": 1})
+        for batch in loader:
+            self._eval_features([t.to(self.device) if torch.is_tensor(t) else t for t in batch], evaluator)
+        return evaluator.evaluate().metrics
 
     def on_fit_end(self) -> None:
         if self.use_last_epoch_weights:
@@ -290,19 +282,21 @@ class ReidTask(ZooTask):
         if self._last_epoch_state is not None:
             self.load_state_dict(self._last_epoch_state)
             log.info("evaluating the last epoch's weights (use_last_epoch_weights, quirk #12)")
-        self._features = {}
+        self.evaluator = self._split_evaluator(self.trainer.test_dataloaders)
         _set_normalize(self.backbone, self.eval_normalize)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_features(batch)
+        self._eval_features(batch, self.evaluator)
 
-    def split_metrics(self, split: str, plots_dir: Path) -> dict:
+    def evaluate_split(self, split: str) -> Evaluation:
         """rank1/5/10, mAP (+ ``_std``, ``num_splits``) of the split last run through ``trainer.test``."""
-        dataset = self.trainer.test_dataloaders.dataset
-        metrics = dict(dataset.evaluate(self._stacked_features(len(dataset))))
+        if self.evaluator is None:
+            raise RuntimeError("evaluate_split needs a trainer.test run of the split first")
+        self.evaluator.split = split
+        evaluation = self.evaluator.evaluate()
         if self._last_epoch_state is not None:
-            metrics["evaluated_weights"] = "last_epoch"
-        return metrics
+            evaluation.metrics["evaluated_weights"] = "last_epoch"
+        return evaluation
 
     # --------------------------------------------------------------------------------- latency/export
     def measure_latency(self) -> dict:

@@ -15,6 +15,9 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Reports run on the embedded data with +smoke=cpu unless the real data root is set.
 CHERRY_SMOKE := $(if $(CHERRY_ROOT),,+smoke=cpu)
 STAMP_NOW := $(shell date +%Y-%m-%d_%H-%M-%S)
+# Where the reproduce-* targets write. Into the repository's multirun/ only from committed code
+# (committed-tree; ALLOW_DIRTY=1 goes on and marks the results as made from uncommitted code).
+RESULTS_ROOT ?= multirun
 # Classifier sweeps run on the embedded synthetic caches unless EMB_ROOT holds the real ones.
 EMB_DATA := $(if $(EMB_ROOT),,dataset=synthetic_embeddings)
 # Detection and re-ID reports: smoke runs on embedded data unless the real data root is set.
@@ -36,6 +39,8 @@ help:
 	@echo "make reproduce-classifier-minimal     36-run minimal-baseline sweep + default-recipe run"
 	@echo "make reproduce-sardet  SAR detection zoo (E0001-E0025; seeds 0,1,2 for E0002/E0003) and its two tables"
 	@echo "make reproduce-promptsg  PromptSG chronologies v1-v11 on ViT-B/16 and RN50 + zero-shot baselines"
+	@echo "                       (reproduce-*: RESULTS_ROOT=DIR writes elsewhere than multirun/)"
+	@echo "make ledger            docs/experiments.md and the merged results table"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,47 +68,59 @@ bench: install
 	$(BIN)/python benchmarks/cpu_latency.py
 	$(BIN)/python benchmarks/classifier_sweep.py
 	$(BIN)/python benchmarks/reid_eval.py
+	$(BIN)/python benchmarks/sweep_launchers.py
+	$(BIN)/python benchmarks/ddp_scaling.py --processes 2
 
-reproduce-cherry: install
+reproduce-cherry: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob(cherry_*)' $(CHERRY_SMOKE) \
-		hydra.sweep.dir=multirun/reproduce-cherry/$(STAMP_NOW)
-	$(BIN)/python -m zoolab.results multirun/reproduce-cherry/$(STAMP_NOW) --report cherry
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-cherry/$(STAMP_NOW)
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-cherry/$(STAMP_NOW) --report cherry
 
-reproduce-classifier-sweep: install
+reproduce-classifier-sweep: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob(clf_*,exclude=clf_default_recipe)' $(EMB_DATA) \
 		profile=base,center_std,effective,hardmine,gelu_ln,calib,full loss.label_smoothing=0,0.1 \
-		hydra.sweep.dir=multirun/reproduce-classifier-sweep/$(STAMP_NOW)
-	$(BIN)/python -m zoolab.results multirun/reproduce-classifier-sweep/$(STAMP_NOW) --report classifier_sweep
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW)
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW) --report classifier_sweep
 
-reproduce-classifier-second-gen: install
+reproduce-classifier-second-gen: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
 		profile=arcface,full,logit_both,logit_infer,logit_train,supcon \
-		hydra.sweep.dir=multirun/reproduce-classifier-second-gen/$(STAMP_NOW)
-	$(BIN)/python -m zoolab.results multirun/reproduce-classifier-second-gen/$(STAMP_NOW) --report classifier_second_gen
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW)
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW) --report classifier_second_gen
 
-reproduce-classifier-minimal: install
+reproduce-classifier-minimal: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
 		profile=baseline_minimal,logit_train,logit_both,logit_infer,arcface,supcon +stack=minimal \
-		hydra.sweep.dir=multirun/reproduce-classifier-minimal/$(STAMP_NOW)
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW)
 	-$(BIN)/python -m zoolab +exp=clf_default_recipe $(EMB_DATA) \
-		hydra.run.dir=multirun/reproduce-classifier-minimal/$(STAMP_NOW)/default_recipe
-	$(BIN)/python -m zoolab.results multirun/reproduce-classifier-minimal/$(STAMP_NOW) --report classifier_minimal
+		hydra.run.dir=$(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW)/default_recipe
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW) --report classifier_minimal
 
 clean:
 	rm -rf runs .pytest_cache
 
-reproduce-sardet: install
-	-$(BIN)/python -m zoolab -m '+exp=glob(sardet_*,exclude=[sardet_vis_*,sardet_lora_r16_fc1fc2,sardet_linear_probe])' \
-		$(SARDET_RUN) keep_last_ckpt=false hydra.sweep.dir=multirun/reproduce-sardet/$(STAMP_NOW)/single
-	-$(BIN)/python -m zoolab -m '+exp=sardet_lora_r16_fc1fc2,sardet_linear_probe' seed=0,1,2 $(SARDET_RUN) keep_last_ckpt=false \
-		hydra.sweep.dir=multirun/reproduce-sardet/$(STAMP_NOW)/seeds
-	$(BIN)/python -m zoolab.results multirun/reproduce-sardet/$(STAMP_NOW) --report sardet
+# Refuses (exit 1, one message) when RESULTS_ROOT is inside this checkout and the code is uncommitted.
+.PHONY: committed-tree
+committed-tree: install
+	@$(BIN)/python -m zoolab.provenance --require-clean $(RESULTS_ROOT)
 
-reproduce-promptsg: install
+reproduce-sardet: install committed-tree
+	-$(BIN)/python -m zoolab -m '+exp=glob(sardet_*,exclude=[sardet_vis_*,sardet_lora_r16_fc1fc2,sardet_linear_probe])' \
+		$(SARDET_RUN) keep_last_ckpt=false hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW)/single
+	-$(BIN)/python -m zoolab -m '+exp=sardet_lora_r16_fc1fc2,sardet_linear_probe' seed=0,1,2 $(SARDET_RUN) keep_last_ckpt=false \
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW)/seeds
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW) --report sardet
+
+reproduce-promptsg: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob([promptsg_vitb16_*,clip_zeroshot_vitb16])' $(REID_RUN) \
 		$(if $(CLIP_VITB16_WEIGHTS),backbone.weights=$(CLIP_VITB16_WEIGHTS),) keep_last_ckpt=false \
-		hydra.sweep.dir=multirun/reproduce-promptsg/$(STAMP_NOW)/vitb16
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW)/vitb16
 	-$(BIN)/python -m zoolab -m '+exp=glob([promptsg_rn50_*,clip_zeroshot_rn50])' $(REID_RUN) \
 		$(if $(CLIP_RN50_WEIGHTS),backbone.weights=$(CLIP_RN50_WEIGHTS),) keep_last_ckpt=false \
-		hydra.sweep.dir=multirun/reproduce-promptsg/$(STAMP_NOW)/rn50
-	$(BIN)/python -m zoolab.results multirun/reproduce-promptsg/$(STAMP_NOW) --report promptsg
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW)/rn50
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW) --report promptsg
+
+# docs/experiments.md: every experiment (conf/exp) and one results table merged from the sweeps under multirun/
+.PHONY: ledger
+ledger: install
+	$(BIN)/python -m zoolab.artifacts ledger

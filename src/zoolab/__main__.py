@@ -92,21 +92,23 @@ def _open_record(run_dir: Path, overrides: list[str], exp: str) -> RunRecord:
                           fix="choose a writable folder (hydra.run.dir=...) or fix its permissions") from None
 
 
-def run(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> float | None:
+    """One job; returns ``objective``'s value for a sweeper (None when not asked for or failed)."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     from zoolab.pipeline import run_pipeline  # imports Lightning, whose console handlers are then removed
-    from zoolab.distributed import is_writer
+    from zoolab.distributed import is_writer, job_processes
 
     quiet_library_noise()
     if not is_writer():  # a DDP rank other than 0: the same run, with rank 0 keeping the record
-        run_pipeline(cfg, run_dir, RunRecord(run_dir, persist=False, overrides=overrides))
+        with job_processes():
+            run_pipeline(cfg, run_dir, RunRecord(run_dir, persist=False, overrides=overrides))
         return None
     if multirun and RunRecord.completed(run_dir, overrides):
         log.info("skipping %s: run.json says ok (sweep resume)", run_dir)
-        return None
+        return (read_json(run_dir / "run.json") or {}).get("objective_value")
 
     exp = hydra_cfg.runtime.choices.get("exp") or "default"
     previous = read_json(run_dir / "run.json")
@@ -126,14 +128,29 @@ def run(cfg: DictConfig) -> None:
             record.update(exp=cfg.exp, exp_id=cfg.exp_id, task=cfg.task.name, seed=cfg.seed,
                           config_hash=config_hash(cfg), smoke=bool(cfg.get("smoke")),
                           reported=cfg.reported, report=cfg.report)
-            results = run_pipeline(cfg, run_dir, record)
+            with job_processes():
+                results = run_pipeline(cfg, run_dir, record)
             if not cfg.keep_last_ckpt:
                 _drop_resume_checkpoints(run_dir, record)
+            objective = _objective(cfg, results)
+            record.update(objective_value=objective)
             record.finish("ok")
             print(headline(results, run_dir))
-            return None
+            return objective
         except BaseException as exc:  # noqa: BLE001 - every ending is recorded, then re-raised or reported
             return _record_ending(exc, received, record, run_dir, multirun)
+
+
+def _objective(cfg: DictConfig, results: dict[str, dict]) -> float | None:
+    """The value a sweeper optimises (``objective=<split>/<metric>``), or None (a failed trial)."""
+    if not cfg.get("objective"):
+        return None
+    split, _, metric = str(cfg.objective).partition("/")
+    value = (results.get(split) or {}).get(metric)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        log.error("objective %s: the run has no such number (splits: %s)", cfg.objective, ", ".join(results))
+        return None
+    return float(value)
 
 
 def _record_ending(exc: BaseException, received: dict, record: RunRecord, run_dir: Path, multirun: bool) -> None:
@@ -209,6 +226,10 @@ def _check_run_dir_writable(overrides: list[str]) -> None:
 
 def main() -> None:
     """The ``zoolab`` console script and ``python -m zoolab``: configs come from the package zoolab.conf."""
+    if sys.argv[1:2] == ["artifacts"]:  # `zoolab artifacts COMMAND`: zoolab.artifacts, not a run
+        from zoolab.artifacts.__main__ import main as artifacts_main
+
+        sys.exit(artifacts_main(sys.argv[2:]))
     register_resolvers()
     sys.argv[1:] = prepare_command_line(sys.argv[1:])
     hydra.main(version_base="1.3", config_path="pkg://zoolab.conf", config_name="config")(run)()

@@ -66,6 +66,7 @@ class RootConfig:
     logger: Any
     callbacks: Any
     smoke: Any = None
+    objective: Any = None   # "<split>/<metric>" a sweeper optimises (hydra/sweeper=optuna)
 
 
 def _suggest(key: str, allowed: typing.Iterable[str]) -> str:

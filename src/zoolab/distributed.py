@@ -5,7 +5,8 @@ test) begins. Each of them runs the whole experiment again (compose, data, task,
 evaluation) so that every collective operation happens in the same order on every rank; only rank 0
 writes the run folder. The processes Lightning would start for a Hydra app re-run the whole command
 line, which under ``-m`` would start a second sweep; zoolab starts them with the job's own overrides
-into the job's own folder instead (:class:`DDPStrategy`).
+into the job's own folder instead (:class:`DDPStrategy`), and a job's processes end with the job
+(:func:`job_processes`), so the next job of a sweep run in the same process starts its own.
 """
 
 from __future__ import annotations
@@ -13,20 +14,48 @@ from __future__ import annotations
 import os
 import re
 import sys
+from contextlib import contextmanager
 from unittest import mock
+
+import torch.distributed as dist
 
 from lightning.pytorch.strategies import DDPStrategy as _LightningDDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
 
-__all__ = ["DDPStrategy", "is_writer", "job_command"]
+__all__ = ["DDPStrategy", "is_writer", "job_command", "job_processes"]
 
 # Environment variables that carry a process's rank under Lightning's launcher, torchrun and SLURM.
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+# What Lightning's launcher sets in the launching process (and what tells a later Trainer that the
+# processes exist already).
+_LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 def is_writer() -> bool:
     """True in the process that writes the run folder: rank 0 of node 0 (or the only process)."""
     return all(int(os.environ.get(name) or 0) == 0 for name in _RANK_VARIABLES)
+
+
+@contextmanager
+def job_processes():
+    """The scope of one job's DDP processes: when the job ends, every rank meets at a barrier (after a
+    successful run), the process group is closed and the launcher's environment variables are put back,
+    so the next job of a sweep (the basic launcher runs them in one process) starts its own processes."""
+    before = {name: os.environ.get(name) for name in _LAUNCH_VARIABLES}
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            if finished:
+                dist.barrier()
+            dist.destroy_process_group()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _hydra_value(value: str) -> str:

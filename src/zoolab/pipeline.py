@@ -28,6 +28,7 @@ from zoolab.families.base import Family, Phase
 from zoolab.metrics.latency import cpu_model_name
 from zoolab.run_outputs import ADAPTER_CONTENT, RunOutputs
 from zoolab.runfolder import RunRecord
+from zoolab.trackers import log_run_summary
 
 __all__ = ["run_pipeline", "build_family", "build_trainer", "fit_phase", "write_split_metrics"]
 
@@ -63,13 +64,18 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str,
             task, datamodule = phase.task, phase.datamodule
     if task is not None and isinstance(task, L.LightningModule):
         trainer = trainer or build_trainer(cfg, out.run_dir, evaluation_only=True)
-        record.update(device=_device_of(trainer))
+        record.update(device=_device_of(trainer.strategy.root_device, trainer.world_size))
+    elif isinstance(task, torch.nn.Module):  # evaluated without a Trainer (e.g. zero-shot baselines)
+        first = next(task.parameters(), None)
+        record.update(device=_device_of(first.device if first is not None else torch.device("cpu"), 1))
 
     with record.phase("evaluate"):
         results = family.evaluate(task, trainer, datamodule, out)
     with record.phase("latency"):  # measured by the process that writes it (rank 0)
         extra = family.deployment_metrics(task) if task is not None and out.writes else {}
     write_split_metrics(cfg, results, out, extra)
+    if trainer is not None and trainer.loggers and out.writes:
+        log_run_summary(trainer.loggers, cfg, results, trainer.global_step)
     if family.exports_weights and task is not None and out.writes:
         export_weights(task, out)
     return results
@@ -98,10 +104,9 @@ def build_trainer(cfg: DictConfig, out_dir: Path, overrides: dict | None = None,
                        **extra, **(overrides or {}))
 
 
-def _device_of(trainer: L.Trainer) -> dict:
-    device = trainer.strategy.root_device
+def _device_of(device: torch.device, processes: int) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name()
-    return {"accelerator": device.type, "name": name, "processes": trainer.world_size}
+    return {"accelerator": device.type, "name": name, "processes": processes}
 
 
 # ---------------------------------------------------------------------------------------------- fit
@@ -130,7 +135,7 @@ def fit_phase(cfg: DictConfig, phase: Phase, out: RunOutputs) -> L.Trainer:
         log.info("resuming %s from %s (epoch %s)", phase.name, resume, state.get("epoch"))
         record.update(**{f"{prefix}resumed_from": out.relative(resume),
                          f"{prefix}resumed_at_epoch": state.get("epoch")})
-    with record.phase(f"{prefix}{phase.timing}"), _keep_training_curves(stage_dir, resumed_step, out):
+    with record.phase(phase.timing), _keep_training_curves(stage_dir, resumed_step, out):
         trainer.fit(phase.task, datamodule=phase.datamodule, ckpt_path=str(resume) if resume else None)
 
     best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None

@@ -91,13 +91,31 @@ def _multirun_overrides(sweep_dir: str) -> tuple[list[str], list[str]]:
     return list(hydra_cfg.get("overrides", {}).get("task") or []), list(exclude or [])
 
 
+def _searched_overrides() -> list[str]:
+    """A search sweeper's space (``hydra.sweeper.params``, e.g. Optuna's) as ``key=value`` overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    params = HydraConfig.get().sweeper.get("params") or {}
+    return [f"{key}={value}" for key, value in params.items() if isinstance(value, str)]
+
+
+def _sqlite_url(folder: str, name: str) -> str:
+    """``sqlite:///<folder>/<name>``, creating ``folder`` (a sweeper opens its study before the sweep's
+    folder exists)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(folder) / name}"
+
+
 def _job_dirname(job_num: int | str, job_overrides: Iterable[str], sweep_dir: str) -> str:
     """``<job number>_<key-value__...>`` over the keys the sweep varies, filesystem-safe and short.
 
     The job number alone makes the name unique and stable across reruns of the same sweep, so the
     readable part may be cut; ``run.json`` keeps the full overrides.
     """
-    keys = swept_keys(*_multirun_overrides(sweep_dir))
+    overrides, exclude = _multirun_overrides(sweep_dir)
+    keys = swept_keys(overrides + _searched_overrides(), exclude)
     values = {o.key_or_group: o.get_value_element_as_str() for o in _parse(job_overrides)}
     varying = "__".join(f"{_safe(key)}-{_safe(values[key])}" for key in keys if key in values)
     readable = varying[:MAX_JOB_NAME].rstrip("_-")
@@ -110,6 +128,7 @@ def register_resolvers() -> None:
         ("zoolab_choice", _hydra_choice, False),
         ("zoolab_sweep_name", sweep_name, True),
         ("zoolab_job_dirname", _job_dirname, False),
+        ("zoolab_sqlite", _sqlite_url, False),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn, use_cache=cached)

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import secrets
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,17 +90,11 @@ def read_json(path: Path) -> dict | None:
 
 
 def git_commit(cwd: Path | None = None) -> dict:
-    """Commit hash and whether the tree had uncommitted changes (None outside a git checkout)."""
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": None, "git_dirty": None}
-    if sha.returncode != 0:
-        return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": sha.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+    """Commit hash, whether the tree had uncommitted changes and the hash of that diff (see
+    :func:`zoolab.provenance.git_state`)."""
+    from zoolab.provenance import git_state
+
+    return git_state(cwd)
 
 
 def _now() -> str:

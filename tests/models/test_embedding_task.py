@@ -59,22 +59,47 @@ def test_crt_reinitialises_and_isolates_the_classifier():
     assert trainable == {"head.classifier.weight", "head.classifier.bias"}
 
 
-@pytest.mark.parametrize("knobs", [
-    dict(mixup_alpha=0.4, manifold_mixup=True),
-    dict(feature_noise=0.1, channel_scale=0.1),
-    dict(supcon_weight=0.5, center_weight=0.1),
-    dict(hard_mining_epochs=3, hard_mining_fraction=0.25, phase="hard_mining"),
-])
-def test_every_knob_gives_a_finite_loss_with_gradients(knobs):
-    phase = knobs.pop("phase", "main")
-    task = make_task(**knobs)
+def _one_step(knobs: dict, phase: str = "main"):
+    """Loss and classifier gradient of one training step on a fixed batch, with fixed random draws."""
+    import numpy as np
+
+    task = make_task(**knobs)  # seeded: the head is built first, so every task starts from the same head
     task.phase = phase
-    task.trainer = None
-    x, y = torch.randn(32, 8), torch.randint(0, 4, (32,))
     task.log = lambda *a, **k: None  # no Trainer attached in this unit test
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 8, generator=generator), torch.randint(0, 4, (32,), generator=generator)
+    torch.manual_seed(2)
+    np.random.seed(2)
     loss = task.training_step((x, y), 0)
-    assert torch.isfinite(loss)
     loss.backward()
-    assert task.head.classifier.weight.grad is not None
+    return task, loss.detach(), task.head.classifier.weight.grad.clone()
+
+
+@pytest.mark.parametrize("knobs", [
+    dict(mixup_alpha=0.4),
+    dict(mixup_alpha=0.4, manifold_mixup=True),
+    dict(feature_noise=0.1),
+    dict(channel_scale=0.1),
+    dict(supcon_weight=0.5),
+    dict(center_weight=0.1),
+    dict(hard_mining_epochs=3, hard_mining_fraction=0.25, phase="hard_mining"),
+], ids=lambda k: "+".join(k))
+def test_every_knob_changes_the_step_against_the_same_batch_without_it(knobs):
+    """A knob that were ignored would leave loss and gradients equal to the plain step's."""
+    knobs = dict(knobs)
+    phase = knobs.pop("phase", "main")
+    _, plain_loss, plain_grad = _one_step({})
+    task, loss, grad = _one_step(knobs, phase)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    assert not torch.isclose(loss, plain_loss, rtol=1e-4, atol=0) or not torch.allclose(grad, plain_grad, rtol=1e-4)
     if knobs.get("center_weight"):
-        assert task.center_loss.centers.grad is not None
+        assert task.center_loss.centers.grad is not None and task.center_loss.centers.grad.abs().sum() > 0
+    if phase == "hard_mining":  # the mean over the hardest quarter is above the mean over the batch
+        assert loss > plain_loss
+
+
+def test_the_plain_step_is_repeatable():
+    """The comparison above is meaningful only if two plain steps agree exactly."""
+    _, first_loss, first_grad = _one_step({})
+    _, second_loss, second_grad = _one_step({})
+    assert torch.equal(first_loss, second_loss) and torch.equal(first_grad, second_grad)

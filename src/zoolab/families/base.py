@@ -28,15 +28,20 @@ __all__ = ["Phase", "Family", "build_task_module", "record_evaluation"]
 @dataclass
 class Phase:
     """One Lightning fit. ``stage`` names the sub-folder of its checkpoints (``""``: the run folder),
-    ``max_epochs`` its length (None: ``trainer.max_epochs``), ``timing`` its ``run.json`` seconds key."""
+    ``max_epochs`` its length (None: ``trainer.max_epochs``), ``timing`` its ``run.json`` seconds key
+    (default ``fit``, ``<stage>_fit`` in a stage folder)."""
 
     name: str
     task: L.LightningModule
     datamodule: Any
     stage: str = ""
     max_epochs: int | None = None
-    timing: str = "fit"
+    timing: str | None = None
     trainer_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.timing is None:
+            self.timing = f"{self.stage}_fit" if self.stage else "fit"
 
 
 def build_task_module(cfg: DictConfig, class_names: list[str]) -> L.LightningModule:

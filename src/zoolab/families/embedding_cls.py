@@ -14,8 +14,9 @@ __all__ = ["EmbeddingClassifierFamily"]
 
 
 class EmbeddingClassifierFamily(Family):
-    accepts_checkpoint = False
-    exports_weights = False
+    """``ckpt=`` takes a run's ``checkpoints/best.ckpt`` (the best weights of its last phase) or
+    ``checkpoints/model.safetensors`` (the final, calibrated head); the temperature is fitted on val
+    again, which gives the training run's value for the same weights."""
 
     def build_task(self, datamodule):
         cfg = self.cfg
@@ -32,17 +33,26 @@ class EmbeddingClassifierFamily(Family):
         return run_label(self.cfg, (self.cfg.get("report") or {}).get("profile") or "custom")
 
     def fit_phases(self, task, datamodule, out):
+        """main, then hard mining and cRT when enabled. The last phase that runs writes the run folder's
+        ``checkpoints/`` (so ``checkpoints/best.ckpt`` holds the final weights); earlier ones write a
+        folder of their own name."""
         out.record.update(label=self.label,
                           report={**OmegaConf.to_container(self.cfg.report, resolve=True), "label": self.label})
-        yield Phase("main", task, datamodule, timing="train")
-        if task.hard_mining_epochs > 0:
+        names = ["main"] + [name for name, epochs in (("hard_mining", task.hard_mining_epochs),
+                                                      ("crt", task.crt_epochs)) if epochs > 0]
+
+        def stage(name: str) -> str:
+            return "" if name == names[-1] else name
+
+        yield Phase("main", task, datamodule, stage=stage("main"), timing="train")
+        if "hard_mining" in names:
             task.phase = "hard_mining"
-            yield Phase("hard_mining", task, datamodule, stage="hard_mining", timing="train",
+            yield Phase("hard_mining", task, datamodule, stage=stage("hard_mining"), timing="hard_mining_train",
                         max_epochs=task.hard_mining_epochs)
-        if task.crt_epochs > 0:
+        if "crt" in names:
             task.start_crt()
             datamodule.sampler = "balanced"  # cRT retrains the classifier on class-balanced batches
-            yield Phase("crt", task, datamodule, stage="crt", timing="train", max_epochs=task.crt_epochs)
+            yield Phase("crt", task, datamodule, stage="", timing="crt_train", max_epochs=task.crt_epochs)
 
     def evaluate(self, task, trainer, datamodule, out):
         with out.record.phase("calibrate"):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from zoolab.results import reports
 from zoolab.results.aggregate import find_runs, grouped_markdown, load_run, run_problems, write_tables
+from zoolab.provenance import provenance_line
 from zoolab.runfolder import write_text_atomic
 
 __all__ = ["load_report", "main"]
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     tsv, md = write_tables(args.dir, rows, metrics)
     print(grouped_markdown(rows, metrics))
     if render is not None:
-        text = render(rows)
+        text = f"{provenance_line(rows)}\n\n{render(rows)}"
         print()
         print(text)
         write_text_atomic(args.dir / _report_filename(args.report), text)

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from zoolab.provenance import provenance_line
 from zoolab.runfolder import write_text_atomic
 
 __all__ = [
@@ -160,7 +161,10 @@ def load_run(run_dir: Path, root: Path | None = None) -> dict:
         "report": info.get("report") if isinstance(info.get("report"), dict) else {},
         "config_hash": info.get("config_hash"),
         "git_commit": info.get("git_commit"),
+        "git_dirty": info.get("git_dirty"),
+        "git_diff_sha256": info.get("git_diff_sha256"),
         "smoke": smoke,
+        "source": info.get("source"),   # "materialized": written from a results table (zoolab.artifacts)
         "model_size_mb": info.get("model_size_mb"),
         "started": info.get("started"),
         "ended": info.get("ended"),
@@ -419,6 +423,9 @@ def write_tables(root: Path, rows: Sequence[dict] | None = None,
     reported = _reported_keys(rows)
     records = [_run_record(r, metrics, reported) for r in rows]
     records += [_group_record(g, metrics, reported) for g in group_rows(rows)]
+    best = best_trial(root, rows)
+    if best is not None and best["row"] is not None:
+        records.append({**_run_record(best["row"], metrics, reported), "kind": "best_trial"})
     columns = list(_run_record(rows[0], metrics, reported)) if rows else ["kind", "run_dir", "status"]
     lines = ["\t".join(columns)] + ["\t".join(_one_line(rec.get(c, "")) for c in columns) for rec in records]
     tsv = write_text_atomic(root / "results.tsv", "\n".join(lines) + "\n")
@@ -431,8 +438,39 @@ def write_tables(root: Path, rows: Sequence[dict] | None = None,
                   "to any report.")
     smoke = ["", smoke_note] if any(r["smoke"] for r in rows) else []
     md = "\n".join([
-        f"# Results: {root.resolve().name}", "", summary, *smoke, "",
+        f"# Results: {root.resolve().name}", "", summary, "", provenance_line(rows), *smoke, "",
         "## Groups (mean ± sample std over seeds)", "", grouped_markdown(rows, metrics), "",
         "## Runs", "", runs_markdown(rows, metrics), "",
+        *_best_trial_lines(best),
     ])
     return tsv, write_text_atomic(root / "results.md", md)
+
+
+# ------------------------------------------------------------------------------------ search sweeps
+SEARCH_RESULTS = "optimization_results.yaml"   # written by Hydra's Optuna sweeper into the sweep folder
+
+
+def best_trial(root: Path, rows: Sequence[dict]) -> dict | None:
+    """The search sweeper's best trial of ``root`` (``best_params``, ``best_value``) and the run whose
+    overrides carry exactly those values (``row``; None when no run of the folder matches)."""
+    import yaml
+
+    path = Path(root) / SEARCH_RESULTS
+    if not path.is_file():
+        return None
+    found = yaml.safe_load(path.read_text()) or {}
+    params = found.get("best_params")
+    if not isinstance(params, dict):
+        return None
+    wanted = {key: str(value) for key, value in params.items()}
+    row = next((r for r in rows if r["status"] == "ok" and all(
+        _override_value(r["overrides"], key) == value for key, value in wanted.items())), None)
+    return {"params": params, "value": found.get("best_value"), "row": row}
+
+
+def _best_trial_lines(best: dict | None) -> list[str]:
+    if best is None:
+        return []
+    params = ", ".join(f"`{k}={v}`" for k, v in best["params"].items())
+    where = f"run [{best['row']['run_dir']}]({best['row']['run_dir']})" if best["row"] else "its run is not in this folder"
+    return ["## Best trial (search sweeper)", "", f"Objective {_number(best['value'])} with {params}: {where}.", ""]

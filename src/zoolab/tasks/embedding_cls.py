@@ -239,6 +239,21 @@ class EmbeddingClassificationTask(ZooTask):
         self.temperature.fill_(temperature)
         return temperature
 
+    # ------------------------------------------------------------------ export
+    # The deployed logits need the class priors (post-hoc adjustment) and the fitted temperature too.
+    _EXPORTED_BUFFERS = ("log_prior", "temperature")
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        return {**super().export_state_dict(), **{name: getattr(self, name) for name in self._EXPORTED_BUFFERS}}
+
+    def load_export_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        for name in self._EXPORTED_BUFFERS:
+            if name not in state:
+                raise KeyError(f"'{name}' is missing from the exported weights")
+            getattr(self, name).copy_(state.pop(name))
+        super().load_export_state_dict(state)
+
     # ------------------------------------------------------------------ optimisation
     def param_groups(self) -> list[dict]:
         params = [p for n, p in self.named_parameters() if not n.startswith("center_loss.")]

@@ -7,7 +7,10 @@ zoo goes to a third table ("Other ledger experiments"). Our numbers are COCO bbo
 and ``test`` splits, folded over seeds as ``mean ± std (n seeds)``; reported numbers come from each exp
 config's ``reported:`` block (the original's ledger). Smoke runs only have ``smoke_metrics.json`` (the
 synthetic data's final split): their figure fills the Val column and a note says they are not comparable.
-Painted-detection runs (``task=visualize``) have no metrics and are listed after the tables.
+Painted-detection runs (``task=visualize``) are listed after the tables, with their numbers when they have
+some. Runs materialized from the original's ledger (``source: materialized``, ``zoolab.artifacts``) are
+the original's own: their smoke runs are not the embedded data's, and they are left out of the tables when
+the experiment also has full runs.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def _trainable(group: dict) -> str:
 
 
 def _config(group: dict) -> str:
-    extra = " ".join(o for o in group["group_overrides"] if o.partition("=")[0].lstrip("+~") not in ("exp", "smoke"))
+    hidden = ("exp", "smoke", "ledger_run")
+    extra = " ".join(o for o in group["group_overrides"] if o.partition("=")[0].lstrip("+~") not in hidden)
     return f"`{group['exp'] or '(unknown)'}`" + (f" `{extra}`" if extra else "")
 
 
@@ -121,11 +125,26 @@ def _visual_lines(groups: list[dict]) -> list[str]:
     for group in groups:
         for row in group["rows"]:
             name = f"{group['exp_id'] or '-'} `{group['exp']}`"
-            if row["status"] == "ok":
-                lines.append(f"- {name}: painted detections in `{row['run_dir']}/visualizations/`")
+            numbers = ", ".join(f"{split} {row['metrics'][split][METRIC]:.3f}" for split in ("val", "test")
+                                if _is_number(row["metrics"].get(split, {}).get(METRIC)))
+            if row["status"] == "ok" and _materialized(row):
+                lines.append(f"- {name}: {numbers or 'no numbers'} (`{row['run_dir']}/`, from the original's export)")
+            elif row["status"] == "ok":
+                lines.append(f"- {name}: painted detections in `{row['run_dir']}/visualizations/`"
+                             + (f"; {numbers}" if numbers else ""))
             else:
                 lines.append(f"- {name}: {row['status']} ({error_line(row['error'])})")
     return lines
+
+
+def _materialized(row: dict) -> bool:
+    return row.get("source") == "materialized"
+
+
+def _drop_materialized_smoke(groups: list[dict]) -> list[dict]:
+    """The original's smoke groups of an experiment whose full runs are present too."""
+    full = {g["exp"] for g in groups if not g["smoke"]}
+    return [g for g in groups if not (g["smoke"] and g["exp"] in full and all(map(_materialized, g["rows"])))]
 
 
 def render(rows: Sequence[dict]) -> str:
@@ -140,12 +159,14 @@ def render(rows: Sequence[dict]) -> str:
         return (not _is_number(value), value if _is_number(value) else 0, _natural(group["exp_id"]),
                 _natural(group["exp"]), group["group_overrides"])
 
+    groups = _drop_materialized_smoke(groups)
     visual = [g for g in groups if _is_visualization(g)]
     tables: dict[str, list[dict]] = {"key": [], "ablation": [], "other": []}
     for group in sorted((g for g in groups if not _is_visualization(g)), key=order):
         tables.get(group["report"].get("table"), tables["other"]).append(group)
 
-    lines = [f"> **{SMOKE_NOTE}**", ""] if any(g["smoke"] for g in groups) else []
+    ours_smoke = any(g["smoke"] and not all(map(_materialized, g["rows"])) for g in groups)
+    lines = [f"> **{SMOKE_NOTE}**", ""] if ours_smoke else []
     lines += ["Numbers are COCO bbox mAP. Ours: mean ± sample std over seeds; reported: the original's ledger.", ""]
     for kind, columns in (("key", KEY_COLUMNS), ("ablation", ABLATION_COLUMNS), ("other", OTHER_COLUMNS)):
         if tables[kind]:

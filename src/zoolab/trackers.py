@@ -1,0 +1,71 @@
+"""Experiment trackers beside ``metrics.csv``: MLflow (a local file store in the run folder unless
+``MLFLOW_TRACKING_URI`` names another) and Weights & Biases in offline mode (nothing leaves the machine;
+``wandb sync`` uploads later). Lightning's loggers do the logging; this module only builds them with
+offline-safe settings and, at the end of a run, gives each the resolved config and the split metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["mlflow_logger", "wandb_logger", "log_run_summary"]
+
+
+def mlflow_logger(tracking_uri: str, **kwargs: Any):
+    """Lightning's MLFlowLogger. MLflow 3 refuses its file store unless told it is wanted; a run folder's
+    ``mlruns/`` is exactly that use (no server, no database), so it is allowed for ``file:`` URIs."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    if tracking_uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLFlowLogger(tracking_uri=tracking_uri, **kwargs)
+
+
+def wandb_logger(folder: str, **kwargs: Any):
+    """Lightning's WandbLogger in offline mode, written under ``<folder>/wandb/``. ``folder`` is the run
+    folder even for a run of several fits (their loggers share one wandb run, which wandb keeps open in
+    the process until :func:`log_run_summary` closes it)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.makedirs(folder, exist_ok=True)
+    return WandbLogger(save_dir=folder, offline=True, **kwargs)
+
+
+def _flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as ``a.b.c -> scalar`` (lists as their text), what trackers show as parameters."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix.rstrip(".")] = node if isinstance(node, (int, float, str, bool)) or node is None else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+def log_run_summary(loggers: list, cfg: DictConfig, results: dict[str, dict], step: int) -> None:
+    """Give every tracker (not the CSV logger: ``metrics.csv`` holds the training curves, the split
+    metrics have their own JSON files) the resolved config and ``<split>/<metric>`` of every split, then
+    close it so its files are complete."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from zoolab.results.aggregate import flatten_metrics
+
+    trackers = [lg for lg in loggers if not isinstance(lg, CSVLogger)]
+    if not trackers:
+        return
+    params, metrics = _flat_config(cfg), flatten_metrics(results, list(results))
+    for tracker in trackers:
+        tracker.log_hyperparams(params)
+        tracker.log_metrics(metrics, step=step)
+        tracker.finalize("success")
+        experiment = getattr(tracker, "experiment", None)
+        if type(tracker).__name__ == "WandbLogger" and hasattr(experiment, "finish"):
+            experiment.finish()  # writes wandb-summary.json and closes the offline run

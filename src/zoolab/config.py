@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from zoolab.errors import ZoolabError
 
-__all__ = ["CONF_DIR", "RootConfig", "prepare_config", "validate_config", "config_hash", "normalize_overrides",
+__all__ = ["CONF_DIR", "RootConfig", "deep_merge", "prepare_config", "validate_config", "config_hash", "normalize_overrides",
            "check_override_keys", "chosen_experiment"]
 
 CONF_DIR = Path(str(importlib.resources.files("zoolab.conf")))   # conf/, installed as the package zoolab.conf
@@ -282,3 +282,17 @@ def _check_key_exists(cfg: DictConfig, key: str) -> None:
         where=key,
         fix=f"{_suggest(leaf, allowed)}fix the spelling (a key that is really new needs '+{key}=...')",
     )
+
+
+def deep_merge(base: dict, other: dict) -> dict:
+    """Plain mappings merged the way OmegaConf merges configs: key by key, nested mappings merged,
+    anything else (lists included) replaced by a copy of ``other``'s value."""
+    import copy
+
+    merged = copy.deepcopy(base)
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -138,12 +138,25 @@ def fit_phase(cfg: DictConfig, phase: Phase, out: RunOutputs) -> L.Trainer:
     with record.phase(phase.timing), _keep_training_curves(stage_dir, resumed_step, out):
         trainer.fit(phase.task, datamodule=phase.datamodule, ckpt_path=str(resume) if resume else None)
 
+    _draw_training_curves(cfg, phase, stage_dir, out)
     best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None
     best = best if best and best.is_file() else last
     if best.is_file():
         epoch = load_lightning_weights(phase.task, best)
         record.update(**{f"{prefix}best_checkpoint": out.relative(best), f"{prefix}best_epoch": epoch})
     return trainer
+
+
+def _draw_training_curves(cfg: DictConfig, phase: Phase, stage_dir: Path, out: RunOutputs) -> None:
+    """``plots/training_curves.png`` (``training_curves_<stage>.png`` for a stage) from the fit's metrics.csv."""
+    from zoolab.results.curves import training_curves_png
+
+    csv_path = stage_dir / "metrics.csv"
+    if not out.writes or not csv_path.is_file():
+        return
+    png = training_curves_png(csv_path, title=f"{cfg.exp} - {phase.name}")
+    if png:
+        out.write_bytes(Path("plots") / (f"training_curves_{phase.stage}.png" if phase.stage else "training_curves.png"), png)
 
 
 @contextmanager

@@ -123,6 +123,7 @@ def test_every_family_leaves_the_run_folder_of_the_contract(runs, name):
         assert (run_dir / "checkpoints" / "last.ckpt").is_file() == family.resumable
         assert (run_dir / record["best_checkpoint"]).is_file()
         assert (run_dir / "metrics.csv").read_text().count("\n") > 1
+        assert (run_dir / "plots" / "training_curves.png").stat().st_size > 1000
     for plot in family.plots:
         assert (run_dir / "plots" / plot).stat().st_size > 1000
     assert not list(run_dir.rglob("*.tmp*")), "a temporary file was left behind"

@@ -42,6 +42,20 @@ def test_post_hoc_adjustment_shifts_towards_rare_classes():
     assert adjusted.decision_logits(raw).argmax().item() == CLASSES.index("c")  # the rarest class
 
 
+def test_the_reports_inference_adjustment_adds_the_prior():
+    """+stack=report_logit_adjust (inference_adjust=add) moves predictions towards head classes, the
+    default (subtract) towards rare ones; the training-side adjustment is the same in both."""
+    raw = torch.tensor([[0.0, 0.0, 0.5, 0.0]])  # the rare class c leads slightly
+    subtract = make_task(logit_adjust="both")
+    add = make_task(logit_adjust="both", inference_adjust="add")
+    assert subtract.decision_logits(raw).argmax().item() == CLASSES.index("c")
+    assert add.decision_logits(raw).argmax().item() == CLASSES.index("a")  # the most frequent class
+    assert torch.allclose(add.decision_logits(raw) - raw, raw - subtract.decision_logits(raw))
+    assert torch.equal(add.loss_fn.log_prior, subtract.loss_fn.log_prior)
+    with pytest.raises(Exception, match="inference_adjust"):
+        make_task(logit_adjust="both", inference_adjust="sideways")
+
+
 def test_logit_adjusted_training_installs_priors_and_weights():
     task = make_task(logit_adjust="train", class_weights="effective")
     assert task.loss_fn.log_prior is not None and task.loss_fn.weight is not None

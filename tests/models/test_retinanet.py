@@ -170,12 +170,13 @@ def test_batch_and_image_normalisation_against_a_hand_computation():
 
     batch = _tiny_loss(RetinaNetLoss(normalize="batch"))
     assert batch["classification"].item() == pytest.approx(sum(cls_sums) / 3, rel=1e-6)
-    assert batch["bbox_regression"].item() == pytest.approx(0.5 / 3, rel=1e-6)
+    assert batch["bbox_regression"].item() == pytest.approx(sum(box_sums) / sum(positives), rel=1e-6)
 
     image = _tiny_loss(RetinaNetLoss(normalize="image"))
     per_image = [c / n for c, n in zip(cls_sums, positives)]
     assert image["classification"].item() == pytest.approx(sum(per_image) / 2, rel=1e-6)
-    assert image["bbox_regression"].item() == pytest.approx((0.2 / 1 + 0.3 / 2) / 2, rel=1e-6)
+    assert image["bbox_regression"].item() == pytest.approx(
+        sum(b / n for b, n in zip(box_sums, positives)) / 2, rel=1e-6)
 
     smooth = _tiny_loss(RetinaNetLoss(box_loss="smooth_l1"))  # beta 1: 0.5 d^2 for |d| < 1
     assert smooth["bbox_regression"].item() == pytest.approx((0.02 + 0.005 + 0.02) / 3, rel=1e-5)

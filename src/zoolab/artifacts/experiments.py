@@ -15,7 +15,6 @@ own variables) and parses each ``python -m zoolab`` command with Hydra's overrid
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import fnmatch
 import itertools
@@ -25,11 +24,10 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from zoolab.config import CONF_DIR
+from zoolab.config import CONF_DIR, deep_merge
 
 __all__ = ["Experiment", "MakeRun", "PlanError", "make_plan", "read_experiments", "repo_root", "select"]
 
@@ -104,17 +102,6 @@ def _load(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _merge(base: dict, other: dict) -> dict:
-    """OmegaConf's merge of plain mappings: key by key, nested mappings merged, anything else replaced."""
-    merged = dict(base)
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def _chain(conf_dir: Path, config: str, memo: dict, seen: tuple = ()) -> tuple[list, dict[str, str]]:
     """Layers and group choices of ``conf_dir/<config>.yaml`` after its defaults list, as Hydra reads it:
     a plain entry is a config beside the file (``/x/y`` from the config root), a mapping picks a group
@@ -158,7 +145,7 @@ def _values(conf_dir: Path, layers: list, choices: dict[str, str]) -> dict:
             if not path.is_file() or "@package _global_" not in path.read_text(encoding="utf-8"):
                 continue
             layer = _load(path)
-        merged = _merge(merged, layer)
+        merged = deep_merge(merged, layer)
     return merged
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from zoolab.artifacts.experiments import Experiment, MakeRun
 from zoolab.results.aggregate import find_runs, load_run
 
-__all__ = ["CHECKPOINT_FILES", "LOG_FILES", "Expected", "Inventory", "inventory", "run_files"]
+__all__ = ["CHECKPOINT_FILES", "LOG_FILES", "Expected", "Inventory", "run_files"]
 
 CHECKPOINT_FILES = ("best.ckpt", "model.safetensors", "adapter.safetensors", "last.ckpt")
 LOG_FILES = ("zoolab.log", "metrics.csv")

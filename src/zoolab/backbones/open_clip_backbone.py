@@ -35,7 +35,6 @@ outputs there are identical to the full 77-token computation, at a fraction of t
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from zoolab.backbones.weights_file import (
     sniff_format,
     unreadable,
 )
+from zoolab.config import deep_merge
 from zoolab.errors import ZoolabError
 
 __all__ = ["OpenClipBackbone", "build_clip_model", "resize_grid_pos_embed"]
@@ -80,16 +80,6 @@ def resize_grid_pos_embed(pos_embed: Tensor, old_grid: tuple[int, int], new_grid
     return torch.cat([prefix, grid], dim=0)
 
 
-def _deep_merge(base: dict, overrides: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def _named_config(name: str) -> dict:
     import open_clip
 
@@ -110,7 +100,7 @@ def build_clip_model(name: str, model_cfg: dict | None = None, quick_gelu: bool 
     """open_clip CLIP of the named architecture, random init, ``model_cfg`` deep-merged into its config."""
     import open_clip
 
-    cfg = _deep_merge(_named_config(name), dict(model_cfg or {}))
+    cfg = deep_merge(_named_config(name), dict(model_cfg or {}))
     if cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {}) \
             or "timm_model_name" in cfg.get("vision_cfg", {}):
         raise ZoolabError(

@@ -4,10 +4,11 @@ Assembled from torchvision parts to match the SAR zoo's MMDetection RetinaNet (c
 docs/detection.md):
 C3-C5 of a ``TimmFeatures`` backbone -> ``FeaturePyramidNetwork`` to 256 channels with P6/P7 computed from
 C5 (``LastLevelP6P7``) -> the v1 ``RetinaNetHead`` (4 x conv3x3+ReLU per branch, no norm, prior 0.01) over
-torchvision's default 9 anchors per location. For ConvNeXt-S this is FPN 4,474,880 + head 4,928,090 =
-9,402,970 parameters, the 9.403M neck + head the original zoo reports for every row. Remaining differences
-to MMDet: P7 = conv(ReLU(P6)) (MMDet applies no ReLU there), the FPN's Kaiming init (MMDet: Xavier) and
-integer-truncated anchor sizes.
+9 anchors per location. For ConvNeXt-S this is FPN 4,474,880 + head 4,928,090 = 9,402,970 parameters, the
+9.403M neck + head the original zoo reports for every row. Anchor sizes and the anchor-to-box assignment
+are MMDetection's by default (``anchors``/``assigner`` = ``mmdet``, see :mod:`zoolab.heads.anchors`;
+``torchvision`` keeps torchvision's). Remaining differences to MMDet: P7 = conv(ReLU(P6)) (MMDet applies no
+ReLU there) and the FPN's Kaiming init (MMDet: Xavier).
 
 Images are resized to a fixed ``image_size`` without keeping the ratio (MMDet's ``Resize(800, 800,
 keep_ratio=False)``) and normalised with the backbone weights' mean/std by torchvision's
@@ -31,11 +32,12 @@ from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
 from zoolab.errors import ZoolabError
+from zoolab.heads.anchors import retinanet_anchor_generator, retinanet_assigner
 from zoolab.losses.detection import RetinaNetLoss
 
 __all__ = ["RetinaNetDetector", "detection_parameter_counts"]
 
-# torchvision's default anchor generator: one size octave per level P3-P7, 3 scales x 3 ratios per location.
+# One size octave per level P3-P7, 3 scales x 3 ratios per location (zoolab.heads.anchors).
 _BACKBONE_LEVELS = 3
 _ANCHORS_PER_LOCATION = 9
 
@@ -54,6 +56,9 @@ class RetinaNetDetector(RetinaNet):
         nms_thresh: class-wise NMS IoU threshold.
         detections_per_img: detections kept per image after NMS.
         topk_candidates: highest-scoring candidates kept per level before NMS.
+        anchors: ``mmdet`` (fractional sizes 32, 40.32, 50.80, ...) or ``torchvision`` (32, 40, 50, ...).
+        assigner: ``mmdet`` (MaxIoUAssigner, every box takes all anchors at its best IoU) or
+            ``torchvision`` (Matcher with low-quality matches).
     """
 
     def __init__(
@@ -67,6 +72,8 @@ class RetinaNetDetector(RetinaNet):
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
         topk_candidates: int = 1000,
+        anchors: str = "mmdet",
+        assigner: str = "mmdet",
     ) -> None:
         levels = list(getattr(backbone, "out_channels", []))
         if len(levels) != _BACKBONE_LEVELS:
@@ -83,6 +90,7 @@ class RetinaNetDetector(RetinaNet):
             max_size=max(height, width),
             image_mean=list(backbone.mean),
             image_std=list(backbone.std),
+            anchor_generator=retinanet_anchor_generator(anchors),
             head=RetinaNetHead(fpn_channels, _ANCHORS_PER_LOCATION, num_classes),
             score_thresh=score_thresh,
             nms_thresh=nms_thresh,
@@ -94,6 +102,7 @@ class RetinaNetDetector(RetinaNet):
         # differs from fpn_channels (768 vs 256 for ConvNeXt-S), and P5 otherwise.
         p6p7 = LastLevelP6P7(levels[-1], fpn_channels)
         self.neck = FeaturePyramidNetwork(levels, fpn_channels, extra_blocks=p6p7)
+        self.proposal_matcher = retinanet_assigner(assigner)
         self.loss = loss if loss is not None else RetinaNetLoss()
         self.num_classes = num_classes
         self.image_size = [height, width]
@@ -121,7 +130,8 @@ class RetinaNetDetector(RetinaNet):
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
 
     def compute_loss(self, targets, head_outputs, anchors) -> dict[str, torch.Tensor]:
-        """Match anchors to ground truth (IoU >= 0.5 positive, < 0.4 negative, low-quality matches kept)."""
+        """Match anchors to ground truth (IoU >= 0.5 positive, < 0.4 negative, then each box's best anchors;
+        see ``assigner``)."""
         matched_idxs = []
         for anchors_per_image, target in zip(anchors, targets):
             if target["boxes"].numel() == 0:

@@ -4,7 +4,8 @@ Training options (each a ``task.module`` value; profiles in ``conf/profile`` bun
 
 - class weights ``none`` / ``inverse`` / ``effective`` (Cui et al. 2019, β) in the cross-entropy;
 - logit adjustment (Menon et al. 2021) ``train`` (loss on f(x) + τ log π), ``inference`` (argmax of
-  f(x) − τ log π), ``both``; π are training-split class frequencies, stored with the model;
+  f(x) − τ log π; ``inference_adjust=add`` replays the original report's f(x) + τ log π), ``both``; π are
+  training-split class frequencies, stored with the model;
 - input mixup (α) or manifold mixup (same λ, mixed at a random hidden layer of the MLP);
 - feature-space augmentation: Gaussian noise (σ × training std) and channel scaling (1 + δ·N(0,1));
 - hard-example mining: after the main phase, ``hard_mining_epochs`` more epochs whose loss is the mean
@@ -38,6 +39,9 @@ __all__ = ["EmbeddingClassificationTask", "run_label"]
 
 log = logging.getLogger(__name__)
 LOGIT_ADJUST = ("none", "train", "inference", "both")
+# Inference-time logit adjustment: Menon et al.'s post-hoc rule subtracts tau*log(prior); the report's
+# original code added it (the same sign as in training), which +stack=report_logit_adjust replays.
+INFERENCE_ADJUST = ("subtract", "add")
 
 
 class EmbeddingClassificationTask(ZooTask):
@@ -55,6 +59,7 @@ class EmbeddingClassificationTask(ZooTask):
         beta: float = 0.9999,
         logit_adjust: str = "none",
         tau: float = 1.0,
+        inference_adjust: str = "subtract",
         mixup_alpha: float = 0.0,
         manifold_mixup: bool = False,
         feature_noise: float = 0.0,
@@ -76,6 +81,9 @@ class EmbeddingClassificationTask(ZooTask):
         if logit_adjust not in LOGIT_ADJUST:
             raise ZoolabError(f"unknown logit_adjust '{logit_adjust}'", where="task.module.logit_adjust",
                               fix=f"use one of {', '.join(LOGIT_ADJUST)}")
+        if inference_adjust not in INFERENCE_ADJUST:
+            raise ZoolabError(f"unknown inference_adjust '{inference_adjust}'", where="task.module.inference_adjust",
+                              fix=f"use one of {', '.join(INFERENCE_ADJUST)} (add replays the report: +stack=report_logit_adjust)")
         self.class_names = list(class_names)
         self.background = background
         self.head = head(in_features=in_features, num_classes=len(class_names))
@@ -87,6 +95,7 @@ class EmbeddingClassificationTask(ZooTask):
         self.register_buffer("log_prior", prior)
         self.register_buffer("temperature", torch.ones(()))
         self.logit_adjust, self.tau = logit_adjust, tau
+        self.inference_sign = -1.0 if inference_adjust == "subtract" else 1.0
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.mixup_alpha, self.manifold_mixup = mixup_alpha, manifold_mixup
         self.feature_noise, self.channel_scale = feature_noise, channel_scale
@@ -116,7 +125,9 @@ class EmbeddingClassificationTask(ZooTask):
 
     def decision_logits(self, raw: torch.Tensor) -> torch.Tensor:
         """The logits whose argmax is the prediction (post-hoc adjustment applied, no temperature)."""
-        return raw - self.tau * self.log_prior if self.logit_adjust in ("inference", "both") else raw
+        if self.logit_adjust not in ("inference", "both"):
+            return raw
+        return raw + self.inference_sign * self.tau * self.log_prior
 
     def deployed_logits(self, raw: torch.Tensor) -> torch.Tensor:
         # Temperature divides the decision logits, so calibration never changes a prediction.

@@ -47,7 +47,7 @@ def _percent(group: dict, key: str) -> tuple[str, str]:
 
 
 def _ours(group: dict) -> str:
-    (r1, kind), (mean_ap, _) = _percent(group, "rank1"), _percent(group, "mAP")
+    (r1, _), (mean_ap, _) = _percent(group, "rank1"), _percent(group, "mAP")
     if r1 == "-" and mean_ap == "-":
         return "-"
     return f"{r1} / {mean_ap}"

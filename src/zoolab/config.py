@@ -38,7 +38,9 @@ class TaskConfig:
     pooling: Any = None     # embed: cls | mean | both
     chunk_size: Any = None  # embed: batches per resumable chunk
     split: Any = None         # visualize: which split's images to paint
-    num_images: Any = None    # visualize: how many images
+    num_images: Any = None    # visualize: how many images (null: all)
+    sample: Any = None        # visualize: a seeded sample of N images
+    sample_seed: Any = None   # visualize: the sample's seed
     score_thresh: Any = None  # visualize: lowest prediction score drawn
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 
+import optuna
 import pytest
 
 from tests.conftest import REPO, run_cli
@@ -46,7 +47,6 @@ def test_submitit_local_sweep_of_two_jobs_aggregates(tmp_path, cache_dir):
 
 
 def test_optuna_study_lives_in_the_sweep_folder_and_a_rerun_continues_it(tmp_path, cache_dir):
-    optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "search"
     args = ["-m", *CLF, "+sweep=clf_optuna", f"hydra.sweep.dir={sweep}"]
     first = run_cli([*args, "hydra.sweeper.n_trials=2"], REPO)

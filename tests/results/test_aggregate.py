@@ -225,3 +225,14 @@ def test_cli_exit_2_on_empty_dir_or_unknown_report(tmp_path: Path) -> None:
     assert run_cli(tmp_path / "missing").returncode == 2
     result = run_cli(tmp_path, "--report", "no_such_report")
     assert result.returncode == 2 and "cherry" in result.stderr
+
+
+def test_training_seconds_add_every_fit_phase():
+    from zoolab.results.aggregate import training_seconds
+
+    assert training_seconds({"setup": 1.0, "fit": 80.0, "evaluate": 3.0}) == 80.0
+    # an embedding classifier: main, hard mining and cRT fits
+    assert training_seconds({"train": 10.0, "hard_mining_train": 4.0, "crt_train": 2.0, "calibrate": 1.0}) == 16.0
+    # two-stage: stage 1 in its folder, stage 2 in the run folder
+    assert training_seconds({"stage1_fit": 30.0, "fit": 20.0}) == 50.0
+    assert training_seconds({"setup": 1.0}) is None

@@ -203,8 +203,18 @@ def _stat(aggregates: dict[tuple[str, str], float], key: str) -> dict:
     return {"mean": float(aggregates[(key, "mean")]), "std": std, "n": n}
 
 
+def training_seconds(seconds: dict) -> float | None:
+    """Seconds spent training: ``fit`` (or ``train``) plus every later phase's ``<phase>_fit`` /
+    ``<phase>_train`` (two-stage, hard mining, cRT)."""
+    values = [float(v) for k, v in seconds.items()
+              if is_number(v) and (k in ("fit", "train") or k.endswith(("_fit", "_train")))]
+    return sum(values) if values else None
+
+
 def _numeric_seconds(row: dict) -> dict[str, float]:
-    return {key: float(value) for key, value in row["seconds"].items() if is_number(value)}
+    numbers = {key: float(value) for key, value in row["seconds"].items() if is_number(value)}
+    training = training_seconds(row["seconds"])
+    return {**numbers, "training": training} if training is not None else numbers
 
 
 def group_rows(rows: Sequence[dict]) -> list[dict]:
@@ -342,7 +352,7 @@ def _run_record(row: dict, metrics: list[str], reported: list[str]) -> dict[str,
     record.update({
         "params_total": _number(row["params"].get("total")),
         "params_trainable": _number(row["params"].get("trainable")),
-        "fit_s": _number(row["seconds"].get("fit")),
+        "fit_s": _number(training_seconds(row["seconds"])),
         "config_hash": row["config_hash"] or "", "git_commit": row["git_commit"] or "",
         "error": _one_line(row["error"]) if row["status"] == "failed" or row["error"] else "",
         "warnings": _one_line("; ".join(row["warnings"])),
@@ -355,7 +365,7 @@ def _group_record(group: dict, metrics: list[str], reported: list[str]) -> dict[
         stat = group["stats"].get(key) if key else None
         return format_mean_std(stat["mean"], stat["std"], stat["n"], digits) if stat else ""
 
-    fit = group["seconds"].get("fit")
+    fit = group["seconds"].get("training")
     record = {
         "kind": "group", "run_dir": "", "exp": group["exp"] or "", "exp_id": group["exp_id"] or "",
         "status": group["status"], "seed": ",".join(_number(s) for s in group["seeds"]),

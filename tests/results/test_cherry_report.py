@@ -70,23 +70,26 @@ def test_results_table_known_values(runs: Path) -> None:
     text = render(rows_of(runs))
     table = table_rows(text, "Model")
     header, body = table[0], table[2:]
-    assert header == ["Model", "Variant", "Exp", "Accuracy", "F1", "Pit recall", "Latency (CPU)", "Params",
-                      "Size", "Reported acc", "Reported F1", "Reported latency", "Seeds", "Status"]
+    assert header == ["Model", "Variant", "Exp", "Split", "Accuracy", "Precision", "Recall", "F1", "Pit recall",
+                      "Latency (CPU)", "Params", "Size", "Best epoch", "Train time", "Reported acc", "Reported F1",
+                      "Reported latency", "Reported params", "Reported size", "Seeds", "Status"]
     assert [row[2] for row in body] == ["`cherry_convnextv2_tiny`", "`cherry_convnextv2_tiny_ls`",
                                         "`cherry_resnet18_aug_unnorm`"]  # EXP-002A, EXP-002B, EXP-003
     cnx, failed, r18 = (dict(zip(header, row)) for row in body)
     assert r18 == {
         "Model": "ResNet18", "Variant": "Augmented (Unnorm)", "Exp": "`cherry_resnet18_aug_unnorm`",
-        "Accuracy": "91.92%", "F1": "0.9186", "Pit recall": "89.58%", "Latency (CPU)": "~16.7 ms",
-        "Params": "11.7M", "Size": "~43 MB", "Reported acc": "91.92%", "Reported F1": "0.9186",
-        "Reported latency": "-", "Seeds": "1", "Status": "ok",
+        "Split": "test", "Accuracy": "91.92%", "Precision": "-", "Recall": "-", "F1": "0.9186",
+        "Pit recall": "89.58%", "Latency (CPU)": "~16.7 ms", "Params": "11.7M", "Size": "~43 MB",
+        "Best epoch": "-", "Train time": "-", "Reported acc": "91.92%", "Reported F1": "0.9186",
+        "Reported latency": "-", "Reported params": "-", "Reported size": "-", "Seeds": "1",
+        "Status": "ok",  # below EXP-002A's accuracy, which came first
     }
     assert (cnx["Accuracy"], cnx["F1"], cnx["Pit recall"]) == ("94.10 ± 0.07%", "0.9402 ± 0.0007",
                                                                  "92.58 ± 0.00%")
     latency = (cnx["Latency (CPU)"], cnx["Reported acc"], cnx["Reported latency"])
     assert latency == ("~58.0 ms", "94.21%", "~58 ms")  # latency: mean only; reported 94.21 already percent
-    assert cnx["Seeds"] == "2"
-    assert failed["Status"] == "failed" and failed["Accuracy"] == "-" and failed["Seeds"] == "0"
+    assert cnx["Seeds"] == "2" and cnx["Status"] == "Best so far"
+    assert failed["Status"] == "Failed" and failed["Accuracy"] == "-" and failed["Seeds"] == "0"
     assert (failed["Model"], failed["Variant"]) == ("cherry_convnextv2_tiny_ls", "-")  # no report: exp
     assert "CUDA out of memory" in text
     assert "4 thread(s) on Intel Xeon Test" in text and "`test` split" in text
@@ -121,9 +124,39 @@ def test_smoke_val_fallback_and_last_class(tmp_path: Path) -> None:
     row = dict(zip(header, values))
     assert (row["Model"], row["Accuracy"], row["F1"]) == ("cherry_smoke", "50.00%", "0.2500")
     assert row["Pit recall"] == "30.00%"  # no cherry_pit class: the last class
-    assert row["Status"] == "ok (smoke)" and "`val` split" in text
+    assert row["Status"] == "Best so far (smoke)" and row["Split"] == "val" and "`val` split" in text
     assert "not measured" in text
 
 
 def test_empty_rows() -> None:
     assert "No cherry runs" in render([])
+
+
+def test_baseline_comparison_per_class_table_and_confusion_matrix(tmp_path: Path) -> None:
+    def metrics(acc, f1, pit):
+        return {"accuracy": acc, "f1": f1, "precision": f1, "recall": acc, "confusion_matrix": [[8, 2], [1, 9]],
+                "per_class": {"cherry_clean": {"precision": 0.89, "recall": 0.8, "f1": 0.84, "support": 10},
+                              "cherry_pit": {"precision": 0.82, "recall": pit, "f1": 0.86, "support": 10}}}
+
+    make_run(tmp_path / "base", "cherry_resnet50_baseline_fc_only", "EXP-000", 1, metrics(0.80, 0.79, 0.85),
+             report={"model": "ResNet50", "variant": "Production (Baseline)", "order": 1, "baseline": True},
+             reported={"accuracy": 0.9299, "f1": 0.9293, "params_m": 25.6, "size_mb": 90})
+    make_run(tmp_path / "aug", "cherry_resnet50_aug", "EXP-001", 1, metrics(0.85, 0.84, 0.90),
+             report={"model": "ResNet50", "variant": "Augmented (Norm)", "order": 2},
+             reported={"accuracy": 0.9405, "f1": 0.9397})
+    text = render(rows_of(tmp_path))
+    header, _, base, aug = table_rows(text, "Model")
+    base, aug = dict(zip(header, base)), dict(zip(header, aug))
+    assert base["Status"] == "Baseline" and aug["Status"] == "Best so far"
+    assert (base["Reported params"], base["Reported size"]) == ("25.6M", "~90 MB")
+    assert (aug["Precision"], aug["Recall"]) == ("0.8400", "0.8500")
+
+    comparison = table_rows(text[text.index("### Comparison with the baseline"):], "Model")
+    row = dict(zip(comparison[0], comparison[2]))
+    assert row["Variant"] == "Augmented (Norm)" and row["Split"] == "test"
+    assert (row["Δ Accuracy"], row["Δ F1"], row["Δ Pit recall"]) == ("+5.00 pt", "+0.05", "+5.00 pt")
+    assert (row["Reported Δ accuracy"], row["Reported Δ F1"]) == ("+1.06 pt", "+0.01")
+
+    per_class = text[text.index("#### EXP-001"):]
+    assert "| cherry_pit | 0.8200 | 0.9000 | 0.8600 | 10 |" in per_class
+    assert "| cherry_pit | 1 | 9 |" in per_class  # the confusion matrix row of the true pits

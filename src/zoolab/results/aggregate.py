@@ -166,6 +166,7 @@ def load_run(run_dir: Path, root: Path | None = None) -> dict:
         "smoke": smoke,
         "source": info.get("source"),   # "materialized": written from a results table (zoolab.artifacts)
         "model_size_mb": info.get("model_size_mb"),
+        "best_epoch": info.get("best_epoch"),
         "started": info.get("started"),
         "ended": info.get("ended"),
         "warnings": warnings,

@@ -1,9 +1,13 @@
 """Cherry pit classifier report ("Model Experiments Log"): its results tables from run rows.
 
 Columns follow the report's benchmark tables (Model | Variant | Accuracy | F1 | Latency (CPU) | Status, plus
-pit recall, parameters and size from its ResNet18 / ConvNeXt V2 sections) with the report's own numbers
-(``reported:`` in each exp config) beside ours. Ours are group means over seeds (``± std`` when n > 1) of
-the ``test`` split, else ``val``, else ``smoke``; a note under the table says which.
+precision, recall, pit recall, parameters, size, best epoch and training time from its per-model sections)
+with the report's own numbers (``reported:`` in each exp config) beside ours. Ours are group means over
+seeds (``± std`` when n > 1) of the ``test`` split, else ``val``, else ``smoke``; the Split column says
+which. Status follows the report: ``Baseline`` for the production baseline (``report.baseline``), ``Best
+so far`` for a row whose accuracy beats every row before it in report order, ``Failed``. Then: the
+comparison with the baseline (Δ of ours, Δ reported), the pit-threshold table, and per experiment the
+per-class precision / recall / F1 and the confusion matrix of one run.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ SMOKE_NOTE = "smoke run: embedded synthetic data, tiny sizes — numbers are not
 PIT_CLASS = "cherry_pit"
 THRESHOLD_KEYS = ("threshold", "recall_at_threshold", "precision_at_threshold", "band_fraction",
                   "pits_needed")
-RESULT_COLUMNS = ["Model", "Variant", "Exp", "Accuracy", "F1", "Pit recall", "Latency (CPU)", "Params",
-                  "Size", "Reported acc", "Reported F1", "Reported latency", "Seeds", "Status"]
+RESULT_COLUMNS = ["Model", "Variant", "Exp", "Split", "Accuracy", "Precision", "Recall", "F1", "Pit recall",
+                  "Latency (CPU)", "Params", "Size", "Best epoch", "Train time", "Reported acc", "Reported F1",
+                  "Reported latency", "Reported params", "Reported size", "Seeds", "Status"]
+BASELINE_COLUMNS = ["Model", "Variant", "Split", "Δ Accuracy", "Δ F1", "Δ Pit recall", "Reported Δ accuracy",
+                    "Reported Δ F1"]
 THRESHOLD_COLUMNS = ["Model", "Variant", "Exp", "Threshold", "Pit recall @ thr", "Pit precision @ thr",
                      "Band fraction", "Pits needed", "Seeds"]
 
@@ -89,16 +96,50 @@ def _size(mb: Any) -> str:
 def _reported(group: dict) -> list[str]:
     rep = group["reported"]
     acc, f1, latency = rep.get("accuracy"), rep.get("f1"), rep.get("latency_ms")
+    params, size = rep.get("params_m"), rep.get("size_mb")
     return [
         _percent({"mean": acc, "std": 0.0, "n": 1}) if is_number(acc) else "-",
         f"{f1:.4f}" if is_number(f1) else "-",
         f"~{latency:g} ms" if is_number(latency) else "-",
+        f"{params:g}M" if is_number(params) else "-",
+        _size(size),
     ]
 
 
-def _status(group: dict) -> str:
-    status = {"partial": f"ok ({group['n_failed']} failed)"}.get(group["status"], group["status"])
-    return status + (" (smoke)" if group["smoke"] else "")
+def _is_baseline(group: dict) -> bool:
+    return bool((group.get("report") or {}).get("baseline"))
+
+
+def _statuses(groups: list[dict]) -> list[str]:
+    """The report's Status per group (in report order): Failed, Baseline, Best so far, or the run status."""
+    best, labels = None, []
+    for group in groups:
+        accuracy = _stat(group, "accuracy")
+        value = accuracy["mean"] if accuracy else None
+        if group["status"] == "failed":
+            label = "Failed"
+        elif _is_baseline(group):
+            label = "Baseline"
+        elif value is not None and (best is None or value > best):
+            label = "Best so far"
+        else:
+            label = {"partial": f"ok ({group['n_failed']} failed)"}.get(group["status"], group["status"])
+        if value is not None and group["status"] != "failed":
+            best = value if best is None else max(best, value)
+        labels.append(label + (" (smoke)" if group["smoke"] else ""))
+    return labels
+
+
+def _best_epoch(group: dict) -> str:
+    epochs = sorted({r["best_epoch"] for r in group["rows"] if r["status"] == "ok" and is_number(r.get("best_epoch"))})
+    return "/".join(str(int(e)) for e in epochs) or "-"
+
+
+def _train_time(group: dict) -> str:
+    stat = group["seconds"].get("training")
+    if not stat:
+        return "-"
+    return f"{stat['mean'] / 60:.1f} min" if stat["mean"] >= 60 else f"{stat['mean']:.0f} s"
 
 
 def _names(group: dict) -> list[str]:
@@ -165,9 +206,69 @@ def _failure_line(group: dict, row: dict) -> str:
 
 
 def _results_rows(groups: list[dict]) -> list[list[str]]:
-    return [[*_names(g), _percent(_stat(g, "accuracy")), _fmt(_stat(g, "f1"), 4), _percent(_pit_recall(g)),
-             _latency(_stat(g, "latency_ms_p50")), _params(g), _size(g["model_size_mb"]),
-             *_reported(g), str(g["n"]), _status(g)] for g in groups]
+    return [[*_names(g), g["split"] or "-", _percent(_stat(g, "accuracy")), _fmt(_stat(g, "precision"), 4),
+             _fmt(_stat(g, "recall"), 4), _fmt(_stat(g, "f1"), 4), _percent(_pit_recall(g)),
+             _latency(_stat(g, "latency_ms_p50")), _params(g), _size(g["model_size_mb"]), _best_epoch(g),
+             _train_time(g), *_reported(g), str(g["n"]), status]
+            for g, status in zip(groups, _statuses(groups))]
+
+
+def _delta(value: float | None, reference: float | None, scale: float = 100.0, unit: str = " pt") -> str:
+    if value is None or reference is None:
+        return "-"
+    return f"{(value - reference) * scale:+.2f}{unit}"
+
+
+def _mean(stat: dict | None) -> float | None:
+    return stat["mean"] if stat else None
+
+
+def _baseline_rows(groups: list[dict]) -> list[list[str]]:
+    """Δ of every other experiment against the baseline on the same split (ours), and in the report."""
+    baseline = next((g for g in groups if _is_baseline(g) and g["split"]), None)
+    if baseline is None:
+        return []
+    body = []
+    base_rep = baseline["reported"]
+    for group in groups:
+        if group is baseline or not group["split"]:
+            continue
+        same_split = group["split"] == baseline["split"]
+        rep = group["reported"]
+        body.append([*_names(group)[:2], group["split"] if same_split else f"{group['split']} (baseline: {baseline['split']})",
+                     _delta(_mean(_stat(group, "accuracy")), _mean(_stat(baseline, "accuracy"))),
+                     _delta(_mean(_stat(group, "f1")), _mean(_stat(baseline, "f1")), 1.0, ""),
+                     _delta(_mean(_pit_recall(group)), _mean(_pit_recall(baseline))),
+                     _delta(rep.get("accuracy") if is_number(rep.get("accuracy")) else None,
+                            base_rep.get("accuracy") if is_number(base_rep.get("accuracy")) else None),
+                     _delta(rep.get("f1") if is_number(rep.get("f1")) else None,
+                            base_rep.get("f1") if is_number(base_rep.get("f1")) else None, 1.0, "")])
+    return body
+
+
+def _per_class_lines(group: dict) -> list[str]:
+    """Per-class precision / recall / F1 / support (means over seeds) and one run's confusion matrix."""
+    split = group["split"]
+    pattern = re.compile(rf"^{re.escape(split or '')}/per_class/([^/]+)/(precision|recall|f1|support)$")
+    classes: dict[str, dict[str, dict]] = {}
+    for key, stat in group["stats"].items():
+        match = pattern.match(key)
+        if match:
+            classes.setdefault(match.group(1), {})[match.group(2)] = stat
+    if not classes:
+        return []
+    name = " ".join(_names(group)[:2])
+    lines = [f"#### {group['exp_id'] or group['exp']} {name} (`{split}`)", ""]
+    body = [[cls, _fmt(v.get("precision"), 4), _fmt(v.get("recall"), 4), _fmt(v.get("f1"), 4),
+             _fmt(v.get("support"), 0)] for cls, v in classes.items()]
+    lines += _table(["Class", "Precision", "Recall", "F1", "Support"], body)
+    matrix = next((r["metrics"][split].get("confusion_matrix") for r in group["rows"]
+                   if r["status"] == "ok" and isinstance(r["metrics"].get(split, {}).get("confusion_matrix"), list)), None)
+    if matrix and len(matrix) == len(classes):
+        names = list(classes)
+        lines += ["", "Confusion matrix (rows: true, columns: predicted; one run):", ""]
+        lines += _table(["true \\ predicted", *names], [[names[i], *map(str, row)] for i, row in enumerate(matrix)])
+    return lines + [""]
 
 
 def _threshold_rows(groups: list[dict]) -> list[list[str]]:
@@ -206,8 +307,16 @@ def render(rows: Sequence[dict]) -> str:
     lines += ["### Results", "", *_table(RESULT_COLUMNS, _results_rows(groups)), ""]
     lines += [_split_note(groups), "", _latency_note(groups), ""]
     lines += [_failure_line(g, r) for g in groups for r in g["rows"] if r["status"] == "failed"]
+    baseline = _baseline_rows(groups)
+    if baseline:
+        lines += ["", "### Comparison with the baseline", "", *_table(BASELINE_COLUMNS, baseline), "",
+                  "Δ accuracy and Δ pit recall in percentage points, Δ F1 in F1 units; ours against our baseline "
+                  "run, reported against the report's baseline figure.", ""]
     threshold = _threshold_rows(groups)
     if threshold:
         lines += ["", "### Pit threshold", "", *_table(THRESHOLD_COLUMNS, threshold),
                   "", _threshold_note(groups), ""]
+    per_class = [line for g in groups for line in _per_class_lines(g)]
+    if per_class:
+        lines += ["", "### Per-class results", "", *per_class]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"

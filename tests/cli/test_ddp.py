@@ -35,7 +35,11 @@ def _compared(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not any(k.startswith(p) or p in k for p in NOT_COMPARED)}
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+# Detection and re-ID take minutes on 2 cores: `make test-slow` runs them.
+SLOW = {"detection", "reid"}
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW else f for f in FAMILIES])
 def test_two_process_run_matches_one_process_evaluation_of_its_checkpoint(family, tmp_path, cache_dir):
     args = [*FAMILIES[family], "+smoke=cpu"]
     ddp_dir, eval_dir = tmp_path / "ddp", tmp_path / "eval"

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import FAST, REPO, run_cli
 from safetensors.torch import load_file
@@ -99,6 +100,7 @@ def differing_state(a: Path, b: Path) -> list[str]:
     return [name for name in first if not torch.equal(first[name], second[name])]
 
 
+@pytest.mark.slow  # the next test kills and resumes too, and checks the result equals an uninterrupted run
 def test_killed_run_resumes_from_last_ckpt(tmp_path, cache_dir):
     run_dir = tmp_path / "run"
     epochs = 8

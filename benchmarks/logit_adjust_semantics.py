@@ -40,11 +40,10 @@ def run_sweeps(out: Path) -> list[Path]:
     return folders
 
 
-def profile_means(folder: Path, split: str = "test") -> tuple[dict[str, float], dict[str, float]]:
+def profile_means(folder: Path, sweep: str, split: str = "test") -> tuple[dict[str, float], dict[str, float]]:
     """Mean macro_f1_fg per profile over the folder's ok runs, and the report's average per profile."""
     ours: dict[str, list[float]] = {}
     reported: dict[str, float] = {}
-    sweep = "minimal" if "minimal" in folder.name else "second_gen"
     for run_dir in find_runs(folder):
         row = load_run(run_dir, folder)
         profile = row["report"].get("profile")
@@ -71,7 +70,7 @@ def main() -> None:
     summary = []
     for folder, (sweep, semantics) in zip(folders, [(s, m) for s in SWEEPS for m in ("subtract", "add")]):
         reference = SWEEPS[sweep][0]
-        ours, reported = profile_means(folder)
+        ours, reported = profile_means(folder, sweep)
         if reference not in ours:
             print(f"| {sweep} | {semantics} | (no ok {reference} runs in {folder}) |")
             continue

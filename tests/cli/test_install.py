@@ -272,7 +272,8 @@ def test_own_experiment_through_config_dir(own_repo, tmp_path, cache_dir):
     assert table.returncode == 0, table.stderr[-3000:]
     expected = "my_cherry n=1 exp_id=MY-001"
     assert expected in table.stdout
-    assert (run_dir.parent / "report_mypkg.myreport.md").read_text().strip() == expected
+    provenance, _, body = (run_dir.parent / "report_mypkg.myreport.md").read_text().partition("\n\n")
+    assert provenance.startswith("Made by zoolab at commit") and body.strip() == expected
 
 
 def test_own_experiment_through_searchpath(own_repo, tmp_path, cache_dir):

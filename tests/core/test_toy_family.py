@@ -143,6 +143,7 @@ def test_a_family_from_outside_the_package_runs_through_the_pipeline(tmp_path, c
     assert record["params"]["per_component"]["head"]["trainable"] == 10
     metrics = json.loads((run_dir / "test_metrics.json").read_text())
     assert metrics["accuracy"] > 0.9  # the blobs are 3 standard deviations apart
-    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["toy_test.png", "toy_val.png"]
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["toy_test.png", "toy_val.png",
+                                                                     "training_curves.png"]
     assert (run_dir / "checkpoints" / "model.safetensors").is_file()
     assert not list((REPO / "src" / "zoolab").rglob("toy*"))

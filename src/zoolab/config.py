@@ -8,6 +8,7 @@ so a typo fails at start-up with the key's path, the allowed values and a close 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib.resources
@@ -289,8 +290,6 @@ def _check_key_exists(cfg: DictConfig, key: str) -> None:
 def deep_merge(base: dict, other: dict) -> dict:
     """Plain mappings merged the way OmegaConf merges configs: key by key, nested mappings merged,
     anything else (lists included) replaced by a copy of ``other``'s value."""
-    import copy
-
     merged = copy.deepcopy(base)
     for key, value in other.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):

@@ -19,7 +19,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-__all__ = ["METRICS_SPLITS", "RunRecord", "git_commit", "read_json", "write_bytes_atomic", "write_json_atomic",
+from zoolab.provenance import git_state
+
+__all__ = ["METRICS_SPLITS", "RunRecord", "read_json", "write_bytes_atomic", "write_json_atomic",
            "write_text_atomic"]
 
 METRICS_SPLITS = ("smoke", "val", "test")
@@ -89,14 +91,6 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def git_commit(cwd: Path | None = None) -> dict:
-    """Commit hash, whether the tree had uncommitted changes and the hash of that diff (see
-    :func:`zoolab.provenance.git_state`)."""
-    from zoolab.provenance import git_state
-
-    return git_state(cwd)
-
-
 def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -112,7 +106,7 @@ class RunRecord:
         previous = (read_json(self.path) if persist else None) or {}
         self.data: dict[str, Any] = {
             "exp": None, "exp_id": None, "task": None, "status": "running", "error": None, "seed": None,
-            "config_hash": None, **git_commit(), "overrides": [], "started": _now(), "ended": None,
+            "config_hash": None, **git_state(), "overrides": [], "started": _now(), "ended": None,
             "seconds": dict(previous.get("seconds") or {}), "params": None, "smoke": False, "attempts": previous.get("attempts", 0) + 1,
         }
         self.data.update(fields)

@@ -35,37 +35,23 @@ def wandb_logger(folder: str, **kwargs: Any):
     return WandbLogger(save_dir=folder, offline=True, **kwargs)
 
 
-def _flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as ``a.b.c -> scalar`` (lists as their text), what trackers show as parameters."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix.rstrip(".")] = node if isinstance(node, (int, float, str, bool)) or node is None else str(node)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return flat
-
-
 def log_run_summary(loggers: list, cfg: DictConfig, results: dict[str, dict], step: int) -> None:
     """Give every tracker (not the CSV logger: ``metrics.csv`` holds the training curves, the split
     metrics have their own JSON files) the resolved config and ``<split>/<metric>`` of every split, then
     close it so its files are complete."""
-    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
     from zoolab.results.aggregate import flatten_metrics
 
     trackers = [lg for lg in loggers if not isinstance(lg, CSVLogger)]
     if not trackers:
         return
-    params, metrics = _flat_config(cfg), flatten_metrics(results, list(results))
+    # Each Lightning logger flattens and sanitises nested parameters its own way.
+    params = OmegaConf.to_container(cfg, resolve=True)
+    metrics = flatten_metrics(results, list(results))
     for tracker in trackers:
         tracker.log_hyperparams(params)
         tracker.log_metrics(metrics, step=step)
         tracker.finalize("success")
-        experiment = getattr(tracker, "experiment", None)
-        if type(tracker).__name__ == "WandbLogger" and hasattr(experiment, "finish"):
-            experiment.finish()  # writes wandb-summary.json and closes the offline run
+        if isinstance(tracker, WandbLogger):
+            tracker.experiment.finish()  # closes the offline run so its file is complete

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from zoolab.provenance import provenance_line
-from zoolab.results.__main__ import load_report
+from zoolab.results.__main__ import load_report, report_text
 from zoolab.results.aggregate import find_runs, load_run, write_tables
 
 # An absolute path of a machine: a filesystem root folder that is not part of a URL or a relative path.
@@ -83,5 +82,5 @@ def test_every_committed_table_and_report_is_what_the_code_prints_today(table, t
     assert (copy / "results.md").read_text() == table.read_text(), f"{table} is out of date: rerun its make target"
     for report in folder.glob("report_*.md"):
         name = report.stem[len("report_"):]
-        expected = f"{provenance_line(rows)}\n\n{load_report(name)(rows)}"
+        expected = report_text(load_report(name), rows)
         assert report.read_text() == expected, f"{report} is out of date: rerun `python -m zoolab.results ... --report {name}`"

@@ -52,7 +52,7 @@ class EmbeddingClassifierFamily(Family):
         if "crt" in names:
             task.start_crt()
             datamodule.sampler = "balanced"  # cRT retrains the classifier on class-balanced batches
-            yield Phase("crt", task, datamodule, stage="", timing="crt_train", max_epochs=task.crt_epochs)
+            yield Phase("crt", task, datamodule, stage=stage("crt"), timing="crt_train", max_epochs=task.crt_epochs)
 
     def evaluate(self, task, trainer, datamodule, out):
         with out.record.phase("calibrate"):

@@ -23,7 +23,7 @@ from zoolab.results.aggregate import find_runs, grouped_markdown, load_run, run_
 from zoolab.provenance import provenance_line
 from zoolab.runfolder import write_text_atomic
 
-__all__ = ["load_report", "main"]
+__all__ = ["load_report", "main", "report_text"]
 
 Renderer = Callable[[list], str]
 
@@ -80,6 +80,11 @@ def _report_or_exit(spec: str) -> Renderer:
         raise SystemExit(2)
 
 
+def report_text(render: Renderer, rows: list[dict]) -> str:
+    """What ``--report`` writes: the provenance line (which commit made the rows), then the report."""
+    return f"{provenance_line(rows)}\n\n{render(rows)}"
+
+
 def _report_filename(spec: str) -> str:
     return f"report_{re.sub(r'[^A-Za-z0-9._-]+', '_', spec)}.md"
 
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     tsv, md = write_tables(args.dir, rows, metrics)
     print(grouped_markdown(rows, metrics))
     if render is not None:
-        text = f"{provenance_line(rows)}\n\n{render(rows)}"
+        text = report_text(render, rows)
         print()
         print(text)
         write_text_atomic(args.dir / _report_filename(args.report), text)

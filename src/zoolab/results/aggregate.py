@@ -464,8 +464,6 @@ SEARCH_RESULTS = "optimization_results.yaml"   # written by Hydra's Optuna sweep
 def best_trial(root: Path, rows: Sequence[dict]) -> dict | None:
     """The search sweeper's best trial of ``root`` (``best_params``, ``best_value``) and the run whose
     overrides carry exactly those values (``row``; None when no run of the folder matches)."""
-    import yaml
-
     path = Path(root) / SEARCH_RESULTS
     if not path.is_file():
         return None

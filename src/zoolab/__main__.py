@@ -193,7 +193,7 @@ def prepare_command_line(args: list[str]) -> list[str]:
     if any(a.split("=", 1)[0] in _INFO_FLAGS for a in args):
         return args
     overrides = [a for a in args if not a.startswith("-")]
-    if chosen_experiment(overrides) is None:
+    if chosen_experiment(overrides) is None and "task=export" not in overrides:  # export reads the run's config
         print("zoolab: error: no experiment chosen. Where: the command line. Fix: add +exp=NAME "
               "(`zoolab --help` lists them under 'exp', or `ls conf/exp`), e.g. "
               "`python -m zoolab +exp=cherry_resnet18_aug_unnorm +smoke=cpu`.", file=sys.stderr)

@@ -31,9 +31,9 @@ _SPECIAL = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 @dataclasses.dataclass
 class TaskConfig:
     name: str
-    monitor: str
-    monitor_mode: str
-    module: Any
+    monitor: Any = None     # what checkpointing and early stopping read (training tasks)
+    monitor_mode: Any = None
+    module: Any = None      # the LightningModule partial (every task but export)
     family: str = "zoolab.families.base.Family"   # the pipeline hooks of this family
     stages: Any = None      # multi-stage methods (image_cls_two_stage)
     pooling: Any = None     # embed: cls | mean | both
@@ -43,6 +43,8 @@ class TaskConfig:
     sample: Any = None        # visualize: a seeded sample of N images
     sample_seed: Any = None   # visualize: the sample's seed
     score_thresh: Any = None  # visualize: lowest prediction score drawn
+    int8: Any = None                # export: also write an int8 graph
+    calibration_images: Any = None  # export: training images that calibrate it
 
 
 @dataclasses.dataclass
@@ -70,6 +72,7 @@ class RootConfig:
     callbacks: Any
     smoke: Any = None
     objective: Any = None   # "<split>/<metric>" a sweeper optimises (hydra/sweeper=optuna)
+    format: str = "onnx"    # task=export: the file format written
 
 
 def _suggest(key: str, allowed: typing.Iterable[str]) -> str:

@@ -72,7 +72,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str,
     with record.phase("evaluate"):
         results = family.evaluate(task, trainer, datamodule, out)
     with record.phase("latency"):  # measured by the process that writes it (rank 0)
-        extra = family.deployment_metrics(task) if task is not None and out.writes else {}
+        extra = family.deployment_metrics(task, datamodule, out) if task is not None and out.writes else {}
     write_split_metrics(cfg, results, out, extra)
     if trainer is not None and trainer.loggers and out.writes:
         log_run_summary(trainer.loggers, cfg, results, trainer.global_step)

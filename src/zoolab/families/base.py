@@ -107,7 +107,7 @@ class Family:
             results[split] = record_evaluation(task.evaluate_split(split), out)
         return results
 
-    def deployment_metrics(self, task) -> dict:
+    def deployment_metrics(self, task, datamodule, out) -> dict:
         """Measured once per run and added to the final split's metrics (e.g. CPU latency)."""
         return task.measure_latency() if hasattr(task, "measure_latency") else {}
 

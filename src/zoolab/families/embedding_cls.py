@@ -65,5 +65,5 @@ class EmbeddingClassifierFamily(Family):
             metrics["label"] = self.label
         return results
 
-    def deployment_metrics(self, task) -> dict:
+    def deployment_metrics(self, task, datamodule, out) -> dict:
         return {}

@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from zoolab.data.image_folder import ImageFolderSplit
 from zoolab.data.transforms import build_transform
 from zoolab.errors import ZoolabError
-from zoolab.families.base import Family, Phase, build_task_module
+from zoolab.families.base import Phase, build_task_module
+from zoolab.families.image_cls import ImageClassificationFamily
 from zoolab.tasks.two_stage import grow_head, misclassified
 
 __all__ = ["TwoStageFamily"]
@@ -24,7 +25,7 @@ __all__ = ["TwoStageFamily"]
 log = logging.getLogger(__name__)
 
 
-class TwoStageFamily(Family):
+class TwoStageFamily(ImageClassificationFamily):
     accepts_checkpoint = True  # a stage-2 checkpoint is an ordinary 3-class model
 
     def build_datamodule(self):

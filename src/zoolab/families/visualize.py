@@ -94,5 +94,5 @@ class VisualizeFamily(Family):
                           visualize_seconds_per_image=round(seconds, 4))
         return {split: metrics}
 
-    def deployment_metrics(self, task) -> dict:
+    def deployment_metrics(self, task, datamodule, out) -> dict:
         return {}

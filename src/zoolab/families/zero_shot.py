@@ -65,7 +65,7 @@ class ZeroShotFamily(Family):
             results[split] = evaluator.evaluate().metrics
         return results
 
-    def deployment_metrics(self, task) -> dict:
+    def deployment_metrics(self, task, datamodule, out) -> dict:
         node = (self.cfg.task.module or {}).get("latency")
         settings = OmegaConf.to_container(node, resolve=True) if node else {}
         return reid_latency(copy.deepcopy(task), task.backbone, settings)

@@ -45,31 +45,49 @@ def _numpy(values) -> np.ndarray:
     return np.asarray(values)
 
 
+def _flat_detections(detections: Sequence[dict], category_ids: np.ndarray):
+    """Per-image arrays checked and concatenated: (image ids, boxes xyxy, scores, labels, image position)."""
+    ids, boxes, scores, labels, position = [], [], [], [], []
+    for index, det in enumerate(detections):
+        b = _numpy(det["boxes"]).astype(np.float64).reshape(-1, 4)
+        s = _numpy(det["scores"]).astype(np.float64).reshape(-1)
+        c = _numpy(det["labels"]).astype(np.int64).reshape(-1)
+        if not len(b) == len(s) == len(c):
+            raise ZoolabError(f"image {det['image_id']}: {len(b)} boxes, {len(s)} scores and "
+                              f"{len(c)} labels", where="evaluate_coco detections",
+                              fix="return one score and one label per box")
+        if len(c) and (c.min() < 0 or c.max() >= len(category_ids)):
+            raise ZoolabError(f"image {det['image_id']}: labels {sorted(set(c.tolist()))} are outside "
+                              f"0..{len(category_ids) - 1}", where="evaluate_coco detections",
+                              fix="predict 0-based labels in dataset.classes order")
+        boxes.append(b), scores.append(s), labels.append(c)
+        ids.append(np.full(len(c), int(det["image_id"]), dtype=np.int64))
+        position.append(np.full(len(c), index, dtype=np.int64))
+    if not ids:
+        return (np.empty(0, np.int64), np.empty((0, 4)), np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64))
+    return (np.concatenate(ids), np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels),
+            np.concatenate(position))
+
+
 def detections_to_coco_results(detections: Sequence[dict], category_ids: Sequence[int],
                                max_per_image: int = MAX_DETS_PER_IMAGE) -> list[dict]:
     """Per-image ``{image_id, boxes xyxy, scores, labels}`` -> COCO result dicts (xywh, JSON category id,
-    score), keeping the ``max_per_image`` best-scored boxes of each image across classes."""
+    score), keeping the ``max_per_image`` best-scored boxes of each image across classes.
+
+    Images keep their order and each image's boxes go best score first (ties in input order), so the
+    result ids are those a per-image loop would give; the work is done on all boxes at once and only
+    the final dicts are built in Python (the evaluators take nothing else)."""
     category_ids = np.asarray(category_ids, dtype=np.int64)
-    results = []
-    for det in detections:
-        boxes = _numpy(det["boxes"]).astype(np.float64).reshape(-1, 4)
-        scores = _numpy(det["scores"]).astype(np.float64).reshape(-1)
-        labels = _numpy(det["labels"]).astype(np.int64).reshape(-1)
-        if not len(boxes) == len(scores) == len(labels):
-            raise ZoolabError(f"image {det['image_id']}: {len(boxes)} boxes, {len(scores)} scores and "
-                              f"{len(labels)} labels", where="evaluate_coco detections",
-                              fix="return one score and one label per box")
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(category_ids)):
-            raise ZoolabError(f"image {det['image_id']}: labels {sorted(set(labels.tolist()))} are outside "
-                              f"0..{len(category_ids) - 1}", where="evaluate_coco detections",
-                              fix="predict 0-based labels in dataset.classes order")
-        keep = np.argsort(-scores, kind="stable")[:max_per_image]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
-        image_id = int(det["image_id"])
-        results += [{"image_id": image_id, "category_id": int(c), "bbox": b, "score": s}
-                    for b, s, c in zip(xywh, scores.tolist(), category_ids[labels].tolist())]
-    return results
+    ids, boxes, scores, labels, position = _flat_detections(detections, category_ids)
+    order = np.lexsort((-scores, position))  # by image position, then score descending; stable
+    first = np.r_[0, np.flatnonzero(np.diff(position[order])) + 1]
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    keep = order[rank < max_per_image]
+    xywh = boxes[keep]
+    xywh[:, 2:] -= xywh[:, :2]
+    return [{"image_id": i, "category_id": c, "bbox": b, "score": s}
+            for i, c, b, s in zip(ids[keep].tolist(), category_ids[labels[keep]].tolist(), xywh.tolist(),
+                                  scores[keep].tolist())]
 
 
 def _backend_classes(backend: str):

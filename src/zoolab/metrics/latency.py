@@ -29,6 +29,7 @@ __all__ = [
     "flush_denormal_",
     "flush_denormal_enabled",
     "measure_latency",
+    "time_callable",
 ]
 
 # Same-width integer view and mantissa width: a float is subnormal iff its exponent field is zero
@@ -128,7 +129,7 @@ def _prepare_model(model: nn.Module, channels_last: bool, compile: bool) -> nn.M
     return torch.compile(runner) if compile else runner
 
 
-def _time_calls(runner: nn.Module, x: torch.Tensor, warmup: int, runs: int) -> np.ndarray:
+def _time_calls(runner, x, warmup: int, runs: int) -> np.ndarray:
     timings = np.empty(runs, dtype=np.float64)
     with torch.inference_mode():
         for _ in range(warmup):
@@ -138,6 +139,28 @@ def _time_calls(runner: nn.Module, x: torch.Tensor, warmup: int, runs: int) -> n
             runner(x)
             timings[i] = time.perf_counter() - start
     return timings * 1e3
+
+
+def time_callable(runner, x, threads: int | None = None, warmup: int = 10, runs: int = 50) -> dict:
+    """p50/p90/mean milliseconds of ``runner(x)`` over ``runs`` calls after ``warmup`` calls, with
+    ``torch.set_num_threads(threads)`` for the duration (restored afterwards). ``runner`` is any
+    callable (a module, an ONNX Runtime session wrapper); it is called under ``torch.inference_mode``."""
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 or None, got {threads}")
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        timings = _time_calls(runner, x, warmup, runs)
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {"latency_ms_p50": float(np.percentile(timings, 50)),
+            "latency_ms_p90": float(np.percentile(timings, 90)),
+            "latency_ms_mean": float(timings.mean()),
+            "latency_threads": int(used_threads)}
 
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 224),
@@ -162,25 +185,12 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224,
         raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
-
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        runner = _prepare_model(model, channels_last, compile)
-        x = (torch.rand(input_shape) * input_scale).to(input_dtype)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        timings = _time_calls(runner, x, warmup, runs)
-        used_threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous_threads)
-
+    runner = _prepare_model(model, channels_last, compile)
+    x = (torch.rand(input_shape) * input_scale).to(input_dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     return {
-        "latency_ms_p50": float(np.percentile(timings, 50)),
-        "latency_ms_p90": float(np.percentile(timings, 90)),
-        "latency_ms_mean": float(timings.mean()),
-        "latency_threads": int(used_threads),
+        **time_callable(runner, x, threads=threads, warmup=warmup, runs=runs),
         "latency_batch": int(input_shape[0]),
         "latency_input_size": [int(input_shape[-2]), int(input_shape[-1])],
         "latency_runs": int(runs),

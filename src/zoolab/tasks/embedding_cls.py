@@ -123,6 +123,13 @@ class EmbeddingClassificationTask(ZooTask):
         """Logits as deployed: post-hoc logit adjustment (if enabled), then the fitted temperature."""
         return self.deployed_logits(self.head(x))
 
+    def inference_model(self) -> nn.Module:
+        """Embedding -> deployed logits (the head, post-hoc adjustment, temperature), on CPU in eval mode."""
+        return _DeployedLogits(self).cpu().eval()
+
+    def inference_example(self) -> torch.Tensor:
+        return torch.randn(1, self.feature_std.numel())
+
     def decision_logits(self, raw: torch.Tensor) -> torch.Tensor:
         """The logits whose argmax is the prediction (post-hoc adjustment applied, no temperature)."""
         if self.logit_adjust not in ("inference", "both"):
@@ -274,6 +281,17 @@ class EmbeddingClassificationTask(ZooTask):
             groups.append({"name": "centers", "params": list(self.center_loss.parameters()), "lr": self.center_lr,
                            "weight_decay": 0.0})
         return groups
+
+
+class _DeployedLogits(nn.Module):
+    """Only the task's inference path, so that exporters trace ``forward`` and nothing else."""
+
+    def __init__(self, task: EmbeddingClassificationTask) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.task(x)
 
 
 def _num(value: float) -> str:

@@ -35,7 +35,8 @@ class ImageClassificationTask(ZooTask):
         optimizer: partial taking ``params``; scheduler: partial taking the optimiser, or None.
         class_names: label order; ``positive_class`` is analysed for recall thresholds.
         no_decay_norm_bias: put 1-d parameters (norms, biases) in a weight-decay-free group.
-        latency: ``measure_latency`` settings (``enabled``, ``threads``, ``warmup``, ``runs``, ``input_size``).
+        latency: ``measure_latency`` settings (``enabled``, ``threads``, ``warmup``, ``runs``, ``input_size``) and
+            the deployment variants the family compares (``variants``, ``calibration_images``, ...).
     """
 
     def __init__(
@@ -137,15 +138,22 @@ class ImageClassificationTask(ZooTask):
         self.fitted_threshold = self.evaluator.band
         return evaluation
 
+    def inference_model(self) -> nn.Module:
+        """The deployed classifier on CPU in eval mode: 0-255 float images -> logits (shares weights)."""
+        return nn.Sequential(self.backbone, self.head).cpu().eval()
+
+    def inference_example(self) -> torch.Tensor:
+        size = int(self.latency.get("input_size", 224))
+        return torch.rand(1, 3, size, size) * 255
+
     def measure_latency(self) -> dict:
         from zoolab.metrics.latency import measure_latency
 
         if not self.latency.get("enabled", True):
             return {}
         size = int(self.latency.get("input_size", 224))
-        model = nn.Sequential(self.backbone, self.head).cpu().eval()
         return measure_latency(
-            model,
+            self.inference_model(),
             input_shape=(1, 3, size, size),
             threads=self.latency.get("threads"),
             warmup=int(self.latency.get("warmup", 10)),

@@ -304,6 +304,15 @@ class ReidTask(ZooTask):
         return reid_latency(_InferenceModel(self.backbone, self.promptsg, self.head, self.eval_feature),
                             self.backbone, self.latency)
 
+    def inference_model(self) -> nn.Module:
+        """Image -> deployed re-ID feature, on CPU in eval mode (shares the task's weights)."""
+        _set_normalize(self.backbone, self.eval_normalize)
+        return _InferenceModel(self.backbone, self.promptsg, self.head, self.eval_feature).cpu().eval()
+
+    def inference_example(self) -> torch.Tensor:
+        height, width = (int(s) for s in getattr(self.backbone, "image_size", (224, 224)))
+        return torch.rand(1, 3, height, width) * 255
+
     def export_components(self) -> dict[str, nn.Module]:
         """Backbone (both towers: paper-mode inference encodes a prompt), PromptSG and head."""
         return {"backbone": self.backbone, "promptsg": self.promptsg, "head": self.head}

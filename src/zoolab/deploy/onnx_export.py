@@ -1,0 +1,192 @@
+"""ONNX export of an inference module (``torch.onnx`` with the dynamo exporter) and its parity check.
+
+The graph takes ``input`` and returns ``output``; its batch dimension is dynamic and, where the model
+allows it, so are height and width (a model whose shapes torch.export cannot keep symbolic, such as
+ConvNeXt V2, is exported at the example's spatial size). The opset is the installed ``onnx``'s newest
+that the exporter converts to and ONNX Runtime has kernels for.
+Parity is the largest absolute difference between ONNX Runtime's and PyTorch's outputs on the given
+inputs; :func:`export_onnx` refuses a graph above ``tolerance``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoolab.errors import ZoolabError
+
+__all__ = ["OnnxExport", "export_onnx", "ort_session", "max_abs_difference", "runtime_versions", "onnx_opset"]
+
+log = logging.getLogger(__name__)
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass
+class OnnxExport:
+    """An exported graph (serialised ``ModelProto``) and what the run records about it."""
+
+    model: bytes
+    opset: int
+    dynamic_spatial: bool
+    input_shape: list[int]
+    parity_max_abs: float
+    exporter: str = "torch.export"
+
+    def record(self) -> dict:
+        return {"opset": self.opset, "exporter": self.exporter, "dynamic_spatial": self.dynamic_spatial,
+                "example_input": self.input_shape, "parity_max_abs": self.parity_max_abs, **runtime_versions()}
+
+
+def runtime_versions() -> dict:
+    import onnx
+    import onnxruntime
+
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
+
+
+@functools.lru_cache(maxsize=1)
+def onnx_opset() -> int:
+    """The newest default-domain opset of the installed onnx that the exporter converts to and ONNX
+    Runtime runs in full.
+
+    ONNX Runtime can load a graph of a newer opset than it has kernels for (1.32 loads opset 28 but has
+    no int8 ``DequantizeLinear``-28), so each opset from the newest down is tried on a one-node
+    quantise/dequantise graph (int8 activations, int32 biases), the ops int8 models are made of."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    newest = int(onnx.defs.onnx_opset_version())
+    try:  # the exporter writes an older opset and converts; past this version it converts incompletely
+        from onnxscript.version_converter._version_converter import SUPPORTED_MAX_ONNX_OPSET
+
+        newest = min(newest, int(SUPPORTED_MAX_ONNX_OPSET))
+    except ImportError:
+        pass
+    for opset in range(newest, 12, -1):
+        graph = helper.make_graph(
+            [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"]),
+             helper.make_node("DequantizeLinear", ["bias", "scale"], ["b"]),  # int32 biases
+             helper.make_node("Add", ["dq", "b"], ["y"])], "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+            [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.5]),
+             helper.make_tensor("zero", TensorProto.INT8, [], [0]),
+             helper.make_tensor("bias", TensorProto.INT32, [2], [1, 2])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        try:
+            ort_session(model.SerializeToString()).run(None, {"x": np.ones(2, dtype=np.float32)})
+            return opset
+        except Exception:
+            continue
+    return newest
+
+
+def ort_session(model: bytes, threads: int | None = None):
+    """An ONNX Runtime CPU session: full graph optimisation, ``threads`` intra-op threads, one inter-op
+    thread, and denormals treated as zero (subnormal activations are as slow in ORT as in PyTorch)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _run_session(session, x: torch.Tensor) -> np.ndarray:
+    return session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy()})[0]
+
+
+def max_abs_difference(model: nn.Module, session, inputs: list[torch.Tensor]) -> float:
+    """Largest |ONNX Runtime - PyTorch| over the outputs of ``inputs``."""
+    worst = 0.0
+    with torch.inference_mode():
+        for x in inputs:
+            expected = model(x).float().cpu().numpy()
+            worst = max(worst, float(np.abs(_run_session(session, x) - expected).max()))
+    return worst
+
+
+def _graph_opset(graph: bytes) -> int:
+    import onnx
+
+    model = onnx.load_model_from_string(graph)
+    return next(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _export(model: nn.Module, example: torch.Tensor, opset: int, spatial: bool) -> bytes:
+    from torch.export import Dim
+
+    dims = {0: Dim("batch", min=1, max=4096)}
+    if spatial:
+        dims.update({2: Dim("height", min=16, max=4096), 3: Dim("width", min=16, max=4096)})
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, verbose=False,
+                                    input_names=["input"], output_names=["output"], dynamic_shapes=(dims,))
+    return program.model_proto.SerializeToString()
+
+
+def _export_traced(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
+    """The TorchScript-tracing exporter, for models torch.export cannot capture (data-dependent shapes,
+    such as a text encoder's end-of-text position); its newest opset may be older than ``opset``."""
+    buffer = io.BytesIO()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX translation
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=min(opset, 20),
+                              input_names=["input"], output_names=["output"], dynamic_axes={"input": {0: "batch"}})
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return buffer.getvalue()
+
+
+def _export_any(model: nn.Module, example: torch.Tensor, opset: int) -> tuple[bytes, bool, str]:
+    """Try dynamic batch + height + width, then dynamic batch, then the tracing exporter."""
+    attempts = []
+    if example.dim() == 4:
+        attempts.append(("torch.export, dynamic height/width", lambda: _export(model, example, opset, True), True))
+    attempts += [("torch.export", lambda: _export(model, example, opset, False), False),
+                 ("TorchScript tracing", lambda: _export_traced(model, example, opset), False)]
+    errors = []
+    for name, attempt, spatial in attempts:
+        try:
+            return attempt(), spatial, name
+        except Exception as exc:
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}")
+            log.info("ONNX export (%s) failed: %s", name, errors[-1])
+    raise ZoolabError(f"ONNX export of {type(model).__name__} failed ({'; '.join(errors)})", where="export_onnx",
+                      fix="check that the model runs under torch.export.export or torch.jit.trace")
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, check_inputs: list[torch.Tensor] | None = None,
+                tolerance: float = PARITY_TOLERANCE, threads: int | None = None) -> OnnxExport:
+    """Export ``model`` (eval mode, CPU) at ``example``'s shape and check it on ``check_inputs`` (default:
+    the example and a batch of two). Image models get dynamic height/width when torch.export allows."""
+    model = model.cpu().eval()
+    example = example.cpu()
+    graph, spatial, exporter = _export_any(model, example, onnx_opset())
+    opset = _graph_opset(graph)
+    session = ort_session(graph, threads)
+    if check_inputs is None:
+        check_inputs = [example, torch.cat([example, example.flip(-1)])]
+    if not spatial:
+        check_inputs = [x for x in check_inputs if x.shape[1:] == example.shape[1:]] or [example]
+    parity = max_abs_difference(model, session, check_inputs)
+    if not parity <= tolerance:
+        raise ZoolabError(f"the ONNX graph differs from PyTorch by up to {parity:.3g} (tolerance {tolerance:g})",
+                          where="export_onnx parity check",
+                          fix="look for ops the exporter translates approximately; the graph was not written")
+    log.info("ONNX export (%s): opset %d, max |onnx - torch| %.2e", exporter, opset, parity)
+    return OnnxExport(graph, opset, spatial, list(example.shape), parity, exporter)

@@ -1,0 +1,86 @@
+"""ONNX export: parity with PyTorch, dynamic batch/height/width, the opset and the refusal of a bad graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from zoolab.deploy.onnx_export import export_onnx, onnx_opset, ort_session
+from zoolab.deploy.quantize import quantize_int8
+from zoolab.deploy.variants import best_variant, check_variants
+from zoolab.errors import ZoolabError
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+    with torch.no_grad():  # non-trivial BN statistics, so folding them is exercised
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported():
+    model = small_cnn()
+    return model, export_onnx(model, torch.rand(1, 3, 32, 32) * 255)
+
+
+def test_graph_matches_pytorch_at_other_batch_and_image_sizes(exported):
+    model, result = exported
+    assert result.parity_max_abs <= 1e-4
+    assert result.dynamic_spatial and result.exporter.startswith("torch.export")
+    session = ort_session(result.model, threads=1)
+    x = torch.rand(3, 3, 40, 56) * 255
+    onnx_out = session.run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(onnx_out, model(x).detach().numpy(), atol=1e-4, rtol=0)
+
+
+def test_record_names_opset_and_runtime_versions(exported):
+    import onnx
+    import onnxruntime
+
+    record = exported[1].record()
+    assert record["opset"] == onnx_opset() <= onnx.defs.onnx_opset_version()
+    assert record["onnxruntime"] == onnxruntime.__version__ and record["onnx"] == onnx.__version__
+    assert onnx.load_model_from_string(exported[1].model).opset_import[0].version == record["opset"]
+
+
+def test_graph_above_the_tolerance_is_refused():
+    with pytest.raises(ZoolabError, match="differs from PyTorch"):
+        export_onnx(small_cnn(), torch.rand(1, 3, 16, 16), tolerance=-1.0)
+
+
+def test_int8_graph_runs_and_stays_close(exported):
+    model, result = exported
+    calibration = [torch.rand(4, 3, 32, 32) * 255 for _ in range(4)]
+    int8 = quantize_int8(result.model, calibration)
+    assert len(int8) < len(result.model) or len(result.model) < 20_000  # weights stored as int8
+    x = torch.rand(8, 3, 32, 32) * 255
+    out = ort_session(int8, threads=1).run(None, {"input": x.numpy()})[0]
+    reference = model(x).detach().numpy()
+    assert np.abs(out - reference).max() <= 0.2 * np.abs(reference).max()  # 8-bit activations: ~10% here
+    assert (out.argmax(1) == reference.argmax(1)).mean() >= 0.75
+
+
+def test_int8_without_calibration_images_names_the_setting(exported):
+    with pytest.raises(ZoolabError, match="calibration"):
+        quantize_int8(exported[1].model, [])
+
+
+def test_variant_names_are_checked_and_eager_comes_first():
+    assert check_variants(["ort_int8", "eager", "ort_int8"]) == ["eager", "ort_int8"]
+    with pytest.raises(ZoolabError, match="unknown latency variant"):
+        check_variants(["tensorrt"])
+
+
+def test_best_variant_is_the_fastest_that_keeps_accuracy_and_agreement():
+    rows = {"eager": {"latency_ms_p50": 10.0, "accuracy_delta": 0.0, "agreement": 1.0},
+            "ort_fp32": {"latency_ms_p50": 6.0, "accuracy_delta": 0.0, "agreement": 1.0},
+            "ort_int8": {"latency_ms_p50": 3.0, "accuracy_delta": -0.02, "agreement": 0.97},
+            "compile": {"error": "no compiler"}}
+    assert best_variant(rows, max_accuracy_drop=0.005, min_agreement=0.99) == "ort_fp32"
+    assert best_variant(rows, max_accuracy_drop=0.05, min_agreement=0.95) == "ort_int8"

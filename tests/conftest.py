@@ -21,6 +21,7 @@ FAST = [
     "task.module.latency.input_size=32",
     "task.module.latency.runs=3",
     "task.module.latency.warmup=1",
+    "task.module.latency.variants=[eager]",
 ]
 
 

@@ -143,6 +143,7 @@ WORKERS = ["dataset.num_workers=1", "dataset.root.counts={train:40,val:20,test:2
 
 def worker_args(run_dir: Path, epochs: int) -> list[str]:
     return ["+exp=cherry_resnet18_aug_unnorm", "+smoke=cpu", *WORKERS, f"trainer.max_epochs={epochs}",
+            "task.module.latency.variants=[eager]",
             f"hydra.run.dir={run_dir}"]
 
 

@@ -43,7 +43,9 @@ def runs(tmp_path: Path) -> Path:
     make_run(tmp_path / "r18" / "0", "cherry_resnet18_aug_unnorm", "EXP-003", 1,
              cls_metrics(0.9192, 0.9186, 0.8958, 16.66,
                          threshold={"threshold": 0.25, "recall_at_threshold": 0.99,
-                                    "precision_at_threshold": 0.8, "band_fraction": 0.1, "pits_needed": 299}),
+                                    "precision_at_threshold": 0.8, "band_fraction": 0.1, "pits_needed": 299},
+                         **{"deploy/best_variant": "ort_int8", "deploy/best_latency_ms_p50": 5.2,
+                            "deploy/best_speedup": 16.66 / 5.2, "deploy/ort_int8/accuracy_delta": -0.002}),
              report=resnet18, reported=reported)
     # EXP-002A: two seeds, flat threshold keys.
     for seed, acc, f1 in ((1, 0.9405, 0.9397), (2, 0.9415, 0.9407)):
@@ -71,15 +73,17 @@ def test_results_table_known_values(runs: Path) -> None:
     table = table_rows(text, "Model")
     header, body = table[0], table[2:]
     assert header == ["Model", "Variant", "Exp", "Split", "Accuracy", "Precision", "Recall", "F1", "Pit recall",
-                      "Latency (CPU)", "Params", "Size", "Best epoch", "Train time", "Reported acc", "Reported F1",
-                      "Reported latency", "Reported params", "Reported size", "Seeds", "Status"]
+                      "Latency (CPU)", "Best deploy (CPU)", "Params", "Size", "Best epoch", "Train time",
+                      "Reported acc", "Reported F1", "Reported latency", "Reported params", "Reported size", "Seeds",
+                      "Status"]
     assert [row[2] for row in body] == ["`cherry_convnextv2_tiny`", "`cherry_convnextv2_tiny_ls`",
                                         "`cherry_resnet18_aug_unnorm`"]  # EXP-002A, EXP-002B, EXP-003
     cnx, failed, r18 = (dict(zip(header, row)) for row in body)
     assert r18 == {
         "Model": "ResNet18", "Variant": "Augmented (Unnorm)", "Exp": "`cherry_resnet18_aug_unnorm`",
         "Split": "test", "Accuracy": "91.92%", "Precision": "-", "Recall": "-", "F1": "0.9186",
-        "Pit recall": "89.58%", "Latency (CPU)": "~16.7 ms", "Params": "11.7M", "Size": "~43 MB",
+        "Pit recall": "89.58%", "Latency (CPU)": "~16.7 ms",
+        "Best deploy (CPU)": "ort_int8 ~5.2 ms (0.31x, -0.20 pt)", "Params": "11.7M", "Size": "~43 MB",
         "Best epoch": "-", "Train time": "-", "Reported acc": "91.92%", "Reported F1": "0.9186",
         "Reported latency": "-", "Reported params": "-", "Reported size": "-", "Seeds": "1",
         "Status": "ok",  # below EXP-002A's accuracy, which came first
@@ -89,6 +93,8 @@ def test_results_table_known_values(runs: Path) -> None:
     latency = (cnx["Latency (CPU)"], cnx["Reported acc"], cnx["Reported latency"])
     assert latency == ("~58.0 ms", "94.21%", "~58 ms")  # latency: mean only; reported 94.21 already percent
     assert cnx["Seeds"] == "2" and cnx["Status"] == "Best so far"
+    assert cnx["Best deploy (CPU)"] == "-"  # no deployment variants measured
+    assert "Best deploy: the fastest" in text
     assert failed["Status"] == "Failed" and failed["Accuracy"] == "-" and failed["Seeds"] == "0"
     assert (failed["Model"], failed["Variant"]) == ("cherry_convnextv2_tiny_ls", "-")  # no report: exp
     assert "CUDA out of memory" in text

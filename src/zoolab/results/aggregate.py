@@ -37,7 +37,7 @@ PREFERRED_METRICS = (
     "coco/bbox_mAP", "coco/bbox_mAP_50", "rank1", "mAP",
 )
 MAX_DEFAULT_METRICS = 10
-_DETAIL_PREFIXES = ("per_class/", "threshold/", "confusion_matrix")
+_DETAIL_PREFIXES = ("per_class/", "threshold/", "confusion_matrix", "deploy/")
 
 
 # ----------------------------------------------------------------------------------------------- helpers

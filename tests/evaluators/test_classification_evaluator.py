@@ -43,7 +43,7 @@ def test_report_and_figure_match_hand_computation():
                                              "support": 2}
     expected = classification_report(np.array(LABELS), np.array(PROBS).argmax(1), NAMES)
     assert {k: v for k, v in metrics.items() if k != "threshold"} == expected
-    assert list(evaluation.figures) == ["confusion_matrix_val.png"]
+    assert list(evaluation.figures) == ["confusion_matrix_val.png", "confusion_matrix_val_normalized.png"]
     assert evaluation.figures["confusion_matrix_val.png"].startswith(PNG)
 
 

@@ -53,7 +53,28 @@ def test_perfect_detections_score_one_with_the_test_keys(annotations):
     assert metrics["classwise"] == {"ship": 1.0, "aircraft": 1.0}
     assert list(metrics)[-3:] == ["classwise", "score_thresh", "num_images"]
     assert metrics["score_thresh"] == 0.0 and metrics["num_images"] == 2
-    assert evaluator.evaluate().figures == {}
+    assert list(evaluator.evaluate().figures) == ["pr_curves.png"]
+
+
+def test_pr_curves_show_the_evaluated_precision(annotations):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pairs = [_perfect(1), _perfect(2), _wrong(1)]  # ship: 2 GT found at 0.9, one false ship at 0.8
+    metrics = evaluate_coco(annotations, [{"image_id": int(t["image_id"]), **o} for o, t in pairs], CATEGORY_IDS,
+                            CLASSES, backend="pycocotools", pr_curves=True)
+    ship, aircraft = metrics["pr_curves"]["ship"], metrics["pr_curves"]["aircraft"]
+    assert len(ship) == 101 and ship[0] == 1.0 and ship[-1] == 1.0  # the false box ranks after both hits
+    assert aircraft == [1.0] * 101
+    evaluator = CocoEvaluator(annotations, CATEGORY_IDS, CLASSES, backend="pycocotools")
+    evaluator.split = "val"
+    _feed(evaluator, pairs)
+    evaluation = evaluator.evaluate()
+    assert "pr_curves" not in evaluation.metrics
+    image = Image.open(io.BytesIO(evaluation.figures["pr_curves_val.png"])).convert("L")
+    assert image.size == (660, 495) and np.asarray(image, dtype=float).std() > 10
 
 
 def test_same_numbers_as_evaluate_coco(annotations):

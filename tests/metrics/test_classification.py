@@ -14,7 +14,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from zoolab.metrics.classification import classification_report, confusion_matrix_png
+from zoolab.metrics.classification import classification_report, confusion_matrix_png, normalized_confusion
 
 NAMES = ["clean", "maybe", "pit"]
 # Class "pit" is never predicted, so its precision is 0/0 -> 0 and it still counts in the macro mean.
@@ -76,3 +76,24 @@ def test_confusion_matrix_figure_is_png_bytes_and_writes_nothing(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="match class_names"):
         confusion_matrix_png([[1, 0], [0, 1]], NAMES)
+
+
+def test_normalized_confusion_rows_are_shares_of_the_true_class() -> None:
+    shares = normalized_confusion([[3, 1, 0], [0, 0, 0], [2, 2, 4]])
+    np.testing.assert_allclose(shares, [[0.75, 0.25, 0.0], [0.0, 0.0, 0.0], [0.25, 0.25, 0.5]])
+
+
+def test_confusion_matrix_pictures_open_and_are_not_blank() -> None:
+    import io
+
+    from PIL import Image
+
+    cm = [[40, 2, 1], [3, 30, 5], [0, 4, 15]]
+    for normalize in (False, True):
+        image = Image.open(io.BytesIO(confusion_matrix_png(cm, NAMES, title="exp · val · accuracy 85.0%",
+                                                           normalize=normalize))).convert("L")
+        pixels = np.asarray(image, dtype=np.float64)
+        assert image.size[0] >= 300 and image.size[1] >= 300
+        assert pixels.std() > 20  # cells, labels and colour bar, not an empty canvas
+    # the normalised picture shows 40 / 43 on the first diagonal cell
+    assert normalized_confusion(cm)[0, 0] == pytest.approx(40 / 43)

@@ -104,8 +104,11 @@ def test_vectorised_equals_loop_random(remove_same_camera):
     dist, q_pids, g_pids, q_cams, g_cams = _random_problem(50, 200, seed=0)
     fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, remove_same_camera=remove_same_camera)
     slow = rank_metrics_loop(dist, q_pids, g_pids, q_cams, g_cams, remove_same_camera=remove_same_camera)
-    assert fast.keys() == slow.keys() == {"rank1", "rank5", "rank10", "mAP", "num_valid_queries"}
+    assert fast.keys() == slow.keys() == {"rank1", "rank5", "rank10", "mAP", "cmc", "num_valid_queries"}
     assert fast == slow  # exact, key by key
+    curve = fast["cmc"]
+    assert len(curve) == 10 and curve == sorted(curve)  # CMC never decreases
+    assert (curve[0], curve[4], curve[9]) == (fast["rank1"], fast["rank5"], fast["rank10"])
     assert rank_metrics(dist, q_pids, g_pids) == rank_metrics_loop(dist, q_pids, g_pids)
 
 
@@ -118,7 +121,8 @@ def test_vectorised_equals_loop_across_chunks(monkeypatch):
 
 def test_max_rank_limits_keys_and_bad_inputs():
     dist, q_pids, g_pids, q_cams, g_cams = _random_problem(5, 20, seed=2)
-    assert set(rank_metrics(dist, q_pids, g_pids, max_rank=5)) == {"rank1", "rank5", "mAP", "num_valid_queries"}
+    limited = rank_metrics(dist, q_pids, g_pids, max_rank=5)
+    assert set(limited) == {"rank1", "rank5", "mAP", "cmc", "num_valid_queries"} and len(limited["cmc"]) == 5
     with pytest.raises(ValueError, match="both"):
         rank_metrics(dist, q_pids, g_pids, q_camids=q_cams)
     with pytest.raises(ValueError, match="pids"):
@@ -173,3 +177,15 @@ def test_vectorised_equals_loop_float32_ties():
     dist = dist.astype(np.float32)
     assert rank_metrics(dist, q_pids, g_pids, q_cams, g_cams) == rank_metrics_loop(dist, q_pids, g_pids,
                                                                                     q_cams, g_cams)
+
+
+def test_cmc_picture_opens_and_shows_the_curve():
+    import io
+
+    from PIL import Image
+
+    from zoolab.metrics.reid import cmc_png
+
+    image = Image.open(io.BytesIO(cmc_png([0.5, 0.6, 0.7, 0.75, 0.8, 0.82, 0.85, 0.9, 0.92, 0.95],
+                                          title="CMC · val"))).convert("L")
+    assert image.size == (605, 440) and np.asarray(image, dtype=float).std() > 10

@@ -115,7 +115,8 @@ def test_family_writes_the_figures_and_returns_the_metrics(tmp_path):
     assert task.fitted_threshold == {k: results["val"]["threshold"][k] for k in ("band_low", "band_high")}
     assert results["val"]["num_samples"] == 48 and 0.0 <= results["test"]["accuracy"] <= 1.0
     plots = sorted((run_dir / "plots").iterdir())
-    assert [p.name for p in plots] == ["confusion_matrix_test.png", "confusion_matrix_val.png"]
+    assert [p.name for p in plots] == ["confusion_matrix_test.png", "confusion_matrix_test_normalized.png",
+                                       "confusion_matrix_val.png", "confusion_matrix_val_normalized.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in plots)
     assert sorted(p.name for p in run_dir.iterdir()) == ["plots", "run.json"]  # nothing else written
 

@@ -51,8 +51,10 @@ class ClassificationEvaluator(Evaluator):
     """
 
     def __init__(self, class_names: list[str], positive_class: str | None = None, target_recall: float = 0.99,
-                 target_precision: float = 0.99, band: dict | None = None, split: str | None = None) -> None:
+                 target_precision: float = 0.99, band: dict | None = None, split: str | None = None,
+                 run_name: str = "") -> None:
         self.class_names = list(class_names)
+        self.run_name = run_name  # the experiment, in figure titles
         self.positive_class = positive_class if positive_class in self.class_names else None
         self.target_recall, self.target_precision = target_recall, target_precision
         self.band = dict(band) if band else None
@@ -78,8 +80,11 @@ class ClassificationEvaluator(Evaluator):
         probs = gather_rows(torch.cat(self._probs), self.num_samples).numpy()
         labels = gather_rows(torch.cat(self._labels), self.num_samples).numpy()
         metrics = classification_report(labels, probs.argmax(axis=1), self.class_names)
-        figures = {f"confusion_matrix_{split}.png":
-                   confusion_matrix_png(metrics["confusion_matrix"], self.class_names, title=split)}
+        title = " · ".join(p for p in (self.run_name, split, f"accuracy {metrics['accuracy']:.1%}",
+                                        f"n={len(labels)}") if p)
+        figures = {f"confusion_matrix_{split}{suffix}.png":
+                   confusion_matrix_png(metrics["confusion_matrix"], self.class_names, title=title, normalize=normalize)
+                   for suffix, normalize in (("", False), ("_normalized", True))}
         if self.positive_class is not None:
             metrics["threshold"], self.band = threshold_metrics(
                 split, probs, labels, self.class_names, self.positive_class, self.target_recall,

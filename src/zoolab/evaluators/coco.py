@@ -13,7 +13,8 @@ __all__ = ["CocoEvaluator"]
 class CocoEvaluator(Evaluator):
     """``process(outputs, targets)`` per batch: the detector's per-image ``boxes`` / ``scores`` / ``labels``
     and the targets' ``image_id``; ``evaluate()`` gives the six ``coco/bbox_*`` values, ``classwise`` APs
-    (when ``classwise``), ``score_thresh`` (when given) and ``num_images``.
+    (when ``classwise``), ``score_thresh`` (when given) and ``num_images``, and the figure
+    ``pr_curves_<split>.png`` (per-class precision-recall at IoU 0.5).
 
     Args:
         annotation_file: the split's COCO JSON. category_ids: label index -> JSON category id.
@@ -45,13 +46,18 @@ class CocoEvaluator(Evaluator):
             })
 
     def evaluate(self) -> Evaluation:
-        from zoolab.metrics.coco import evaluate_coco
+        from zoolab.metrics.coco import evaluate_coco, precision_recall_png
 
         detections = gather_rows(self.detections, self.num_samples)  # every DDP rank's images
         metrics = evaluate_coco(self.annotation_file, detections, category_ids=self.category_ids,
-                                class_names=self.class_names, backend=self.backend, classwise=self.classwise)
+                                class_names=self.class_names, backend=self.backend, classwise=self.classwise,
+                                pr_curves=True)
+        curves = metrics.pop("pr_curves")
         if self.score_thresh is not None:
             metrics["score_thresh"] = self.score_thresh
         metrics["num_images"] = len(detections)
-        return Evaluation(metrics)
+        name = f"pr_curves_{self.split}.png" if self.split else "pr_curves.png"
+        title = " · ".join(p for p in (self.split, f"mAP@0.5 {metrics['coco/bbox_mAP_50']:.3f}",
+                                        f"{len(detections)} images") if p)
+        return Evaluation(metrics, {name: precision_recall_png(curves, title=f"precision-recall (IoU 0.5) · {title}")})
 

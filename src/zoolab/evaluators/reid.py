@@ -75,7 +75,12 @@ class ReidEvaluator(Evaluator):
         return np.asarray(np.stack([self._features[i] for i in range(self.size)]), dtype=np.float64)
 
     def evaluate(self) -> Evaluation:
-        return Evaluation(self.score(self.features()))
+        from zoolab.metrics.reid import cmc_png
+
+        metrics = self.score(self.features())
+        title = " · ".join(p for p in (self.split, f"rank-1 {metrics['rank1']:.3f}", f"mAP {metrics['mAP']:.3f}") if p)
+        name = f"cmc_{self.split}.png" if self.split else "cmc.png"
+        return Evaluation(metrics, {name: cmc_png(metrics["cmc"], title=f"CMC · {title}")})
 
     def score(self, features: np.ndarray) -> dict:
         """The metrics of ``[N, D]`` features in dataset order."""

@@ -41,6 +41,11 @@ def write_deployment(comparison, out, source: str | None = None) -> None:
 
 
 class ImageClassificationFamily(Family):
+    def build_task(self, datamodule):
+        task = super().build_task(datamodule)
+        task.run_name = str(self.cfg.get("exp") or "")
+        return task
+
     def deployment_metrics(self, task, datamodule, out) -> dict:
         metrics = super().deployment_metrics(task, datamodule, out)
         settings = task.latency

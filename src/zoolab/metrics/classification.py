@@ -15,7 +15,7 @@ import io
 import numpy as np
 import torch
 
-__all__ = ["classification_report", "confusion_matrix", "confusion_matrix_png"]
+__all__ = ["classification_report", "confusion_matrix", "confusion_matrix_png", "normalized_confusion"]
 
 
 def _as_labels(y: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -87,8 +87,18 @@ def classification_report(y_true: np.ndarray | torch.Tensor, y_pred: np.ndarray 
     }
 
 
-def confusion_matrix_png(cm: list[list[int]], class_names: list[str], title: str = "") -> bytes:
-    """``cm`` (rows true, columns predicted) drawn with annotated counts, as PNG bytes.
+def normalized_confusion(cm: list[list[int]]) -> np.ndarray:
+    """Each row divided by its total (the share of each true class predicted as each class); empty rows 0."""
+    counts = np.asarray(cm, dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def confusion_matrix_png(cm: list[list[int]], class_names: list[str], title: str = "",
+                         normalize: bool = False) -> bytes:
+    """``cm`` (rows true, columns predicted) drawn with annotated counts, as PNG bytes; ``normalize``
+    colours and labels each cell by its share of the true class's row (recall on the diagonal), with the
+    count below.
 
     Nothing is written: the caller decides where the figure goes. Rendering uses the Agg canvas
     directly, which works headless and leaves the caller's pyplot backend and figure list untouched.
@@ -100,22 +110,24 @@ def confusion_matrix_png(cm: list[list[int]], class_names: list[str], title: str
     if counts.shape != (len(class_names), len(class_names)):
         raise ValueError(f"cm has shape {counts.shape}, expected ({len(class_names)}, {len(class_names)}) "
                          "to match class_names")
+    shown = normalized_confusion(counts) if normalize else counts
     side = 1.0 + 0.9 * len(class_names)
     fig = Figure(figsize=(side + 1.5, side + 0.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    image = ax.imshow(counts, cmap="Blues", vmin=0)
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
     ax.set_yticks(ticks, labels=class_names)
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_ylabel("true (rows sum to 1)" if normalize else "true")
     if title:
-        ax.set_title(title)
-    dark_above = counts.max() / 2 if counts.size else 0
-    for (row, col), value in np.ndenumerate(counts):
-        ax.text(col, row, str(value), ha="center", va="center",
+        ax.set_title(title, fontsize=9)
+    dark_above = (1.0 if normalize else shown.max()) / 2 if shown.size else 0
+    for (row, col), value in np.ndenumerate(shown):
+        text = f"{value:.2f}\n({counts[row, col]})" if normalize else str(value)
+        ax.text(col, row, text, ha="center", va="center", fontsize=8,
                 color="white" if value > dark_above else "black")
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -27,13 +27,14 @@ import numpy as np
 
 from zoolab.errors import ZoolabError
 
-__all__ = ["evaluate_coco", "coco_stats", "detections_to_coco_results", "STAT_NAMES", "METRIC_KEYS",
-           "BACKENDS"]
+__all__ = ["evaluate_coco", "coco_stats", "detections_to_coco_results", "precision_recall_png", "STAT_NAMES",
+           "METRIC_KEYS", "BACKENDS", "RECALL_POINTS"]
 
 log = logging.getLogger(__name__)
 BACKENDS = ("faster_coco_eval", "pycocotools")
 MAX_DETS_PER_IMAGE = 100
 ROUND_DECIMALS = 10
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's interpolation points
 STAT_NAMES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l",
               "AR_1", "AR_10", "AR_100", "AR_s", "AR_m", "AR_l")
 METRIC_KEYS = tuple(f"coco/bbox_{name}" for name in STAT_NAMES[:6])
@@ -174,6 +175,48 @@ def _classwise_ap(evaluator, category_ids: Sequence[int], class_names: Sequence[
     return per_class
 
 
+def _pr_curves(evaluator, category_ids: Sequence[int], class_names: Sequence[str]) -> dict[str, list[float]]:
+    """Per class: COCO's interpolated precision at the 101 recall points, IoU 0.5, all areas, 100 dets
+    (``-1`` where the class reaches no such recall; ``[]`` for a class without ground truth)."""
+    precision = evaluator.eval["precision"]
+    iou_index = int(np.argmin(np.abs(np.asarray(evaluator.params.iouThrs) - 0.5)))
+    order = [int(c) for c in evaluator.params.catIds]
+    curves = {}
+    for name, cat_id in zip(class_names, category_ids):
+        values = precision[iou_index, :, order.index(int(cat_id)), 0, -1]
+        curves[str(name)] = [] if (values == -1).all() else [round(float(v), 6) for v in values]
+    return curves
+
+
+def precision_recall_png(curves: dict[str, list[float]], title: str = "") -> bytes:
+    """One precision-recall line per class (AP@0.5 in the legend), as PNG bytes; no file is written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, values in curves.items():
+        if not values:
+            continue
+        precision = np.asarray(values, dtype=np.float64)
+        ap = float(np.clip(precision, 0, None).mean())
+        reached = precision >= 0
+        ax.plot(RECALL_POINTS[reached], precision[reached], label=f"{name} (AP50 {ap:.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "precision-recall at IoU 0.5", fontsize=9)
+    if ax.lines:
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
 def evaluate_coco(
     annotation_file: str | Path,
     detections: list[dict],
@@ -182,6 +225,7 @@ def evaluate_coco(
     backend: str = "faster_coco_eval",
     classwise: bool = True,
     image_ids: list[int] | None = None,
+    pr_curves: bool = False,
 ) -> dict:
     """COCO bbox metrics of per-image detections against a split's annotation file.
 
@@ -196,10 +240,11 @@ def evaluate_coco(
         classwise: also return ``classwise: {class_name: AP}``.
         image_ids: evaluate exactly these images instead of those in ``detections`` (if ``detections`` is
             empty and this is None, every image of the JSON is evaluated).
+        pr_curves: also return ``pr_curves``: per class, precision at COCO's 101 recall points (IoU 0.5).
 
     Returns:
         ``coco/bbox_mAP``, ``_50``, ``_75``, ``_s``, ``_m``, ``_l`` as floats rounded to 10 decimals
-        (``-1`` where COCO leaves a value undefined), plus ``classwise`` when asked.
+        (``-1`` where COCO leaves a value undefined), plus ``classwise`` and ``pr_curves`` when asked.
     """
     if len(category_ids) != len(class_names):
         raise ZoolabError(f"{len(category_ids)} category ids for {len(class_names)} class names",
@@ -209,4 +254,6 @@ def evaluate_coco(
                      for key, value in zip(METRIC_KEYS, evaluator.stats[:6])}
     if classwise:
         metrics["classwise"] = _classwise_ap(evaluator, category_ids, class_names)
+    if pr_curves:
+        metrics["pr_curves"] = _pr_curves(evaluator, category_ids, class_names)
     return metrics

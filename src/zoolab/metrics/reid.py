@@ -23,10 +23,13 @@ describes both protocols as the experiments use them.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 __all__ = [
     "averaged_over_splits",
+    "cmc_png",
     "distance_matrix",
     "rank_metrics",
     "rank_metrics_loop",
@@ -94,6 +97,7 @@ def _summary(first_ranks: np.ndarray, aps: np.ndarray, max_rank: int) -> dict:
     out = {f"rank{k}": float(np.count_nonzero(first_ranks <= k) / num_valid)
            for k in CMC_RANKS if k <= max_rank}
     out["mAP"] = float(np.mean(aps))
+    out["cmc"] = [float(np.count_nonzero(first_ranks <= k) / num_valid) for k in range(1, max_rank + 1)]
     out["num_valid_queries"] = num_valid
     return out
 
@@ -118,7 +122,8 @@ def rank_metrics(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
     gallery items with pid -1 are always removed. Queries with no positive left are skipped.
 
     Returns:
-        ``{"rank1", "rank5", "rank10", "mAP", "num_valid_queries"}`` as python floats / int.
+        ``{"rank1", "rank5", "rank10", "mAP", "cmc", "num_valid_queries"}``: python floats, ``cmc`` the
+        CMC curve at ranks 1..``max_rank``, and an int.
     """
     distmat, q_pids, g_pids, q_camids, g_camids = _check_inputs(distmat, q_pids, g_pids, q_camids,
                                                                 g_camids, max_rank)
@@ -221,7 +226,36 @@ def averaged_over_splits(features: np.ndarray, pids: np.ndarray, num_splits: int
     out = {}
     for key in per_split[0]:
         values = np.array([m[key] for m in per_split], dtype=np.float64)
+        if values.ndim == 2:  # the CMC curve: averaged rank by rank
+            out[key] = [float(v) for v in values.mean(axis=0)]
+            continue
         out[key] = float(values.mean())
         out[f"{key}_std"] = float(values.std())
     out["num_splits"] = num_splits
     return out
+
+
+def cmc_png(cmc: list[float], title: str = "") -> bytes:
+    """The CMC curve (share of queries whose first correct match is within rank k), as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ranks = np.arange(1, len(cmc) + 1)
+    fig = Figure(figsize=(5.5, 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(ranks, cmc, marker="o")
+    for k in CMC_RANKS:
+        if k <= len(cmc):
+            ax.annotate(f"{cmc[k - 1]:.3f}", (k, cmc[k - 1]), textcoords="offset points", xytext=(0, -14),
+                        ha="center", fontsize=8)
+    ax.set_xlabel("rank k")
+    ax.set_ylabel("matching rate (CMC)")
+    ax.set_xticks(ranks)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "CMC", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

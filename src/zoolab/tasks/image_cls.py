@@ -68,6 +68,7 @@ class ImageClassificationTask(ZooTask):
         self.no_decay_norm_bias = no_decay_norm_bias
         self.latency = dict(latency or {})
         self.fitted_threshold: dict | None = None
+        self.run_name = ""  # the experiment's name, for figure titles (set by the family)
 
         n = len(class_names)
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
@@ -125,7 +126,8 @@ class ImageClassificationTask(ZooTask):
 
     def on_test_epoch_start(self) -> None:
         self.evaluator = ClassificationEvaluator(self.class_names, self.positive_class, self.target_recall,
-                                                 self.target_precision, band=self.fitted_threshold)
+                                                 self.target_precision, band=self.fitted_threshold,
+                                                 run_name=self.run_name)
         self.evaluator.num_samples = len(evaluation_dataset(self.trainer.test_dataloaders))
 
     def evaluate_split(self, split: str) -> Evaluation:

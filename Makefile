@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PINS)
-	$(BIN)/pip install --quiet -e '.[dev,detection,reid,scale,trackers,deploy]'
+	$(BIN)/pip install --quiet -e '.[dev,detection,reid,scale,trackers,deploy,explain]'
 	touch $(STAMP)
 
 install: $(STAMP)

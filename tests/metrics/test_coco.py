@@ -217,3 +217,33 @@ def test_bad_inputs_raise_clear_errors(sized_gt):
         evaluate_coco(sized_gt, _perfect(), [7, 8], CLASSES)
     with pytest.raises(ZoolabError, match="unknown COCO backend"):
         evaluate_coco(sized_gt, _perfect(), CATEGORY_IDS, CLASSES, backend="torchmetrics")
+
+
+def _per_image_reference(detections, category_ids, cap=100):
+    """The obvious loop: per image, best scores first (ties in input order), at most ``cap``."""
+    out = []
+    for det in detections:
+        boxes, scores, labels = (np.asarray(det[k], dtype=float) for k in ("boxes", "scores", "labels"))
+        for i in np.argsort(-scores, kind="stable")[:cap]:
+            x1, y1, x2, y2 = boxes[i]
+            out.append({"image_id": int(det["image_id"]), "category_id": int(category_ids[int(labels[i])]),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(scores[i])})
+    return out
+
+
+def test_flat_conversion_equals_a_per_image_loop():
+    rng = np.random.default_rng(3)
+    detections = []
+    for image_id in (9, 2, 5, 7):  # not sorted: image order must be kept
+        n = {9: 130, 2: 0, 5: 40, 7: 101}[image_id]
+        scores = rng.choice([0.1, 0.5, 0.9], size=n)  # many ties
+        xy = rng.random((n, 2)) * 50
+        detections.append({"image_id": image_id, "boxes": np.hstack([xy, xy + rng.random((n, 2)) * 20 + 1]),
+                           "scores": scores, "labels": rng.integers(0, 3, n)})
+    fast = detections_to_coco_results(detections, [11, 12, 13])
+    slow = _per_image_reference(detections, [11, 12, 13])
+    assert len(fast) == 100 + 40 + 100
+    assert [r["image_id"] for r in fast] == [r["image_id"] for r in slow]
+    for a, b in zip(fast, slow):
+        assert a["category_id"] == b["category_id"] and a["score"] == b["score"]
+        np.testing.assert_allclose(a["bbox"], b["bbox"], rtol=0, atol=1e-12)

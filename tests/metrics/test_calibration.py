@@ -64,3 +64,20 @@ def test_reliability_diagram_is_png_bytes_and_writes_nothing(tmp_path, monkeypat
     data = reliability_png(torch.softmax(logits, 1), labels, title="val")
     assert isinstance(data, bytes) and data[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(tmp_path.iterdir()) == []  # nothing written anywhere
+
+
+def test_reliability_picture_with_counts_and_before_after_temperature() -> None:
+    import io
+
+    from PIL import Image
+
+    from zoolab.metrics.calibration import _bin_stats
+
+    logits, labels = _tempered_sample(n=400, seed=2)
+    before, after = torch.softmax(logits * 3.0, 1), torch.softmax(logits, 1)  # overconfident, then T = 3
+    counts, accuracy, _ = _bin_stats(after, labels, 15)
+    assert counts.sum() == 400 and ((0 <= accuracy) & (accuracy <= 1)).all()  # what the bars and labels show
+    assert expected_calibration_error(before, labels) > expected_calibration_error(after, labels)
+    image = Image.open(io.BytesIO(reliability_png(after, labels, title="val · T=3", probs_before=before)))
+    pixels = np.asarray(image.convert("L"), dtype=float)
+    assert image.size == (500, 480) and pixels.std() > 10

@@ -77,6 +77,10 @@ class ForegroundEvaluator(Evaluator):
         metrics["ece"] = expected_calibration_error(probs, y, n_bins=self.n_bins)
         if self.temperature is not None:
             metrics["temperature"] = float(self.temperature)
-        figures = {f"reliability_{self.split}.png": reliability_png(probs, y, n_bins=self.n_bins,
-                                                                   title=self.split)}
+        before = None
+        if self.temperature is not None and float(self.temperature) != 1.0:  # deployed = decision / T: undo T
+            before = (self.to_logits(raw) * float(self.temperature)).softmax(1).cpu().numpy()
+        title = f"{self.split} · n={len(y)}" + (f" · T={float(self.temperature):.3f}" if before is not None else "")
+        figures = {f"reliability_{self.split}.png": reliability_png(probs, y, n_bins=self.n_bins, title=title,
+                                                                   probs_before=before)}
         return Evaluation(metrics, figures)

@@ -83,27 +83,42 @@ def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 50) -> float
 
 
 def reliability_png(probs: np.ndarray | Tensor, labels: np.ndarray | Tensor, n_bins: int = 15,
-                    title: str = "") -> bytes:
-    """Bar plot of accuracy per confidence bin against the diagonal, as PNG bytes (nothing is written)."""
+                    title: str = "", probs_before: np.ndarray | Tensor | None = None) -> bytes:
+    """Accuracy per confidence bin (bars, with each bin's sample count above it) against the diagonal, as
+    PNG bytes; ``probs_before`` (the same samples before temperature scaling) adds their per-bin accuracy
+    as a line, so the effect of the temperature is visible. Nothing is written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     counts, accuracy, _ = _bin_stats(probs, labels, n_bins)
     ece = expected_calibration_error(probs, labels, n_bins)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
+    after = "after T" if probs_before is not None else "accuracy"
 
-    fig = Figure(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(5.0, 4.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.bar(edges[:-1], np.where(counts > 0, accuracy, 0.0), width=1.0 / n_bins, align="edge",
-           edgecolor="black", label="accuracy")
+           edgecolor="black", label=f"{after} (ECE {ece:.4f})")
+    for left, count, value in zip(edges[:-1], counts, accuracy):
+        if count:
+            ax.text(left + 0.5 / n_bins, min(value, 0.93) + 0.015, str(int(count)), ha="center", fontsize=6)
+    title_ece = f"ECE {ece:.4f}"
+    if probs_before is not None:
+        before_counts, before_accuracy, before_conf = _bin_stats(probs_before, labels, n_bins)
+        before_ece = expected_calibration_error(probs_before, labels, n_bins)
+        filled = before_counts > 0
+        ax.plot(before_conf[filled], before_accuracy[filled], marker="o", color="tab:orange",
+                label=f"before T (ECE {before_ece:.4f})")
+        title_ece = f"ECE {before_ece:.4f} -> {ece:.4f} with T"
     ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="gray", label="perfect calibration")
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("confidence")
+    ax.set_xlabel("confidence (numbers: samples per bin)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{title} (ECE = {ece:.4f})" if title else f"ECE = {ece:.4f}")
-    ax.legend(loc="upper left")
+    ax.set_title(f"{title} · {title_ece}" if title else title_ece, fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -3,7 +3,8 @@
 Writes ``DIR/results.tsv`` and ``DIR/results.md`` from every run folder below DIR, prints the grouped
 table, and with ``--report NAME`` renders a report into ``DIR/report_NAME.md``: NAME is a built-in report
 (a module of ``zoolab.results.reports``) or an importable module of your own, ``pkg.module`` (its
-``render(rows)``) or ``pkg.module:function``.
+``render(rows)``) or ``pkg.module:function``; a report module may also define ``extra_files(rows)``
+(file name -> text), written beside the report (the PromptSG remarks CSVs).
 Exit codes: 0 all runs ok, 1 some run is not ok (failed, still running, or with an unreadable file;
 everything is still written), 2 no run folders / bad usage.
 """
@@ -69,6 +70,13 @@ def load_report(spec: str) -> Renderer:
     return renderer
 
 
+def report_extra_files(render: Renderer, rows: list[dict]) -> dict[str, str]:
+    """Files the report's module writes beside the report (its ``extra_files(rows)``, e.g. CSVs)."""
+    module = importlib.import_module(render.__module__)
+    extra = getattr(module, "extra_files", None)
+    return extra(rows) if callable(extra) else {}
+
+
 def _report_or_exit(spec: str) -> Renderer:
     try:
         return load_report(spec)
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(text)
         write_text_atomic(args.dir / _report_filename(args.report), text)
+        for name, content in report_extra_files(render, rows).items():
+            write_text_atomic(args.dir / name, content)
     print(f"wrote {tsv} and {md}", file=sys.stderr)
     problems = run_problems(rows)
     if problems:

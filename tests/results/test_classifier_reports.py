@@ -27,7 +27,8 @@ def label(encoder: str, mlp: str, ls: str, profile: str) -> str:
 
 def make_run(folder: Path, encoder: str, mlp: str, profile: str, ls: str, macro: float | None, *,
              status: str = "ok", error: str | None = None, seed: int = 0, stack: str | None = None,
-             smoke: bool = False, exp: str | None = None, reported: dict | None = None) -> None:
+             smoke: bool = False, exp: str | None = None, reported: dict | None = None,
+             seconds: dict | None = None) -> None:
     """A run folder as ``train_embedding_classifier`` leaves it (``macro=None``: no metrics file)."""
     folder.mkdir(parents=True)
     exp = exp or f"clf_{encoder}_{mlp}"
@@ -39,7 +40,8 @@ def make_run(folder: Path, encoder: str, mlp: str, profile: str, ls: str, macro:
     info = {"exp": exp, "exp_id": f"CLF-{encoder}-{mlp}", "task": "embedding_cls", "status": status,
             "error": error, "seed": seed, "overrides": overrides, "smoke": smoke,
             "report": report if status == "ok" else {},
-            "reported": reported or {"note": "no single-run figure in the report for this combination"}}
+            "reported": reported or {"note": "no single-run figure in the report for this combination"},
+            "seconds": seconds or {}}
     (folder / "run.json").write_text(json.dumps(info))
     if macro is not None:
         metrics = {"macro_f1_fg": macro, "weighted_f1_fg": macro + 0.07, "macro_precision_fg": macro - 0.03,
@@ -194,3 +196,19 @@ def test_cli_report_hook(first_gen: Path) -> None:
     written = (first_gen / "report_classifier_sweep.md").read_text()
     assert "### Profile Averages" in written and "| full | 4 | 58 | 0.745 | 0.781 |" in written
     assert "### Profile Averages" in proc.stdout
+
+
+def test_calibration_and_phase_timing_table(tmp_path: Path) -> None:
+    from zoolab.results.reports import classifier_sweep
+
+    for i, (profile, train, hard) in enumerate((("base", 4.0, None), ("base", 6.0, None), ("full", 5.0, 1.5))):
+        seconds = {"train": train, "evaluate": 0.5, **({"hard_mining_train": hard} if hard else {})}
+        make_run(tmp_path / str(i), "dinov3_vitl16", "mlp1024", profile, "ls0p1", 0.7, seed=i, seconds=seconds)
+    text = classifier_sweep.render(rows_of(tmp_path))
+    section = text.split("### Calibration and phase timing (ours)")[1].split("###")[0]
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    assert table[0] == ["profile", "runs", "ECE", "temperature", "train s", "hard mining s", "evaluate s",
+                        "all training s"]
+    by_profile = {row[0]: row for row in table[2:]}
+    assert by_profile["base"][1:] == ["2", "0.020", "1.10", "5.0", "-", "0.5", "5.0"]   # seeds folded: one group
+    assert by_profile["full"][1:] == ["1", "0.020", "1.10", "5.0", "1.5", "0.5", "6.5"]

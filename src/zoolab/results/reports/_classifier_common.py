@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable, Sequence
 
-from zoolab.results.aggregate import _override_value, format_mean_std, group_rows
+from zoolab.results.aggregate import _override_value, format_mean_std, group_rows, is_number
 
 __all__ = ["REPORT", "SMOKE_NOTE", "records", "usable", "header_lines", "failed_lines", "run_count_line",
            "best", "best_line", "reported_avg", "profile_average_table", "family_average_table",
@@ -100,6 +100,7 @@ def _record(group: dict) -> dict:
         "status": "ok" if group["status"] in ("ok", "partial") else group["status"],
         "n_failed": group["n_failed"], "errors": group["errors"], "run_dirs": group["run_dirs"],
         "smoke": group["smoke"], "reported": group["reported"],
+        "seconds": {k: v["mean"] for k, v in group["seconds"].items()},
         "reported_avg": report.get("reported_avg") if isinstance(report.get("reported_avg"), dict) else {},
     }
 
@@ -221,6 +222,25 @@ def profile_average_table(recs: Sequence[dict], sweep: str, order: Sequence[str]
             row += [num(_avg(mine, m), digits), num(rep.get(m), digits)]
         body.append(row + [len(mine) - len(usable(mine))])
     return md_table(header + ["failed"], body)
+
+
+PHASES = (("train", "train"), ("hard_mining_train", "hard mining"), ("crt_train", "cRT"),
+          ("calibrate", "calibrate"), ("evaluate", "evaluate"), ("training", "all training"))
+
+
+def calibration_timing_table(recs: Sequence[dict], order: Sequence[str], digits: int = 3) -> list[str]:
+    """Per profile: mean ECE and mean seconds of each phase (runs where the phase ran), ours only."""
+    profiles = _ordered_profiles(recs, order)
+    phases = [(key, name) for key, name in PHASES if any(key in r["seconds"] for r in usable(recs))]
+    body = []
+    for profile in profiles:
+        mine = [r for r in usable(recs) if r["profile"] == profile]
+        row = [profile, sum(r["n"] for r in mine), num(_avg(mine, "ece"), digits),
+               num(mean([r["metrics"]["temperature"] for r in mine if is_number(r["metrics"].get("temperature"))]), 2)]
+        for key, _ in phases:
+            row.append(num(mean([r["seconds"][key] for r in mine if key in r["seconds"]]), 1))
+        body.append(row)
+    return md_table(["profile", "runs", "ECE", "temperature", *[f"{name} s" for _, name in phases]], body)
 
 
 def group_average_table(recs: Sequence[dict], key: Callable[[dict], str], names: Sequence[str],

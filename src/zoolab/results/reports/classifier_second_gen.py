@@ -37,6 +37,8 @@ def summary(recs: Sequence[dict], sweep: str, order: Sequence[str], baseline: st
     lines += [f"### Delta vs {baseline} average (macro_f1_fg)", "",
               *cc.delta_table(recs, sweep, baseline, order), ""]
     lines += ["### Best per backbone/profile (macro_f1_fg)", "", *cc.best_per_backbone_table(recs), ""]
+    lines += ["### Calibration and phase timing (ours)", "", *cc.calibration_timing_table(recs, PROFILES), "",
+              "ECE: top-label, 15 bins, on the evaluated split after temperature scaling where the profile calibrates; phase seconds: mean wall time per run (run.json), all training = every fit phase together.", ""]
     return lines + cc.failed_lines(recs)
 
 

@@ -52,5 +52,7 @@ def render(rows: Sequence[dict]) -> str:
     lines += ["### Label smoothing averages (macro_f1_fg)", "", *cc.ls_average_table(recs), ""]
     lines += ["### Best single models (macro_f1_fg)", "", *_best_lines(recs), ""]
     lines += ["### Top-10 Overall (macro_f1_fg)", "", *cc.top_table(recs, 10, cc.REPORT["top10"]), ""]
+    lines += ["### Calibration and phase timing (ours)", "", *cc.calibration_timing_table(recs, PROFILES), "",
+              "ECE: top-label, 15 bins, on the evaluated split after temperature scaling where the profile calibrates; phase seconds: mean wall time per run (run.json), all training = every fit phase together.", ""]
     lines += cc.failed_lines(recs)
     return "\n".join(lines).rstrip() + "\n"

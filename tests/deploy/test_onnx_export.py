@@ -84,3 +84,23 @@ def test_best_variant_is_the_fastest_that_keeps_accuracy_and_agreement():
             "compile": {"error": "no compiler"}}
     assert best_variant(rows, max_accuracy_drop=0.005, min_agreement=0.99) == "ort_fp32"
     assert best_variant(rows, max_accuracy_drop=0.05, min_agreement=0.95) == "ort_int8"
+
+
+def test_interleaved_timing_measures_each_runner():
+    import time
+
+    from zoolab.metrics.latency import time_interleaved
+
+    calls = {"fast": 0, "slow": 0}
+
+    def runner(name, seconds):
+        def run(x):
+            calls[name] += 1
+            time.sleep(seconds)
+        return run
+
+    timed = time_interleaved({"fast": runner("fast", 0.001), "slow": runner("slow", 0.01)}, None, threads=1,
+                             warmup=2, runs=6)
+    assert calls == {"fast": 8, "slow": 8}
+    assert timed["slow"]["latency_ms_p50"] > 5 * timed["fast"]["latency_ms_p50"] > 0
+    assert timed["fast"]["latency_threads"] == 1

@@ -4,8 +4,9 @@ Variants: ``eager`` (fp32, the reference), ``channels_last``, ``compile`` (torch
 ``ort_fp32`` (the exported ONNX graph in ONNX Runtime), ``ort_int8`` (that graph statically quantised to
 int8 on training images) and ``bf16`` (CPU autocast). Each gets p50/p90 batch-1 latency at the deployment
 size and a fixed thread count, and, on the validation images, accuracy, macro F1 and positive-class
-recall as changes against eager plus the share of predictions equal to eager's. The best variant is the
-fastest whose accuracy is within ``max_accuracy_drop`` of eager and that agrees on at least
+recall as changes against eager plus the share of predictions equal to eager's. The variants are timed
+in rotation (one call of each per round), so load from other processes skews none of the ratios. The
+best variant is the fastest whose accuracy is within ``max_accuracy_drop`` of eager and that agrees on at least
 ``min_agreement`` of the images; eager always qualifies. A variant that cannot run here (for example
 torch.compile without a C++ compiler) records its error and the others go on.
 """
@@ -25,7 +26,7 @@ from torchmetrics.functional.classification import multiclass_f1_score
 from zoolab.deploy.onnx_export import OnnxExport, export_onnx, ort_session
 from zoolab.deploy.quantize import quantize_int8
 from zoolab.errors import ZoolabError
-from zoolab.metrics.latency import time_callable
+from zoolab.metrics.latency import time_interleaved
 
 __all__ = ["VARIANTS", "DeploymentComparison", "compare_variants", "best_variant"]
 
@@ -146,10 +147,11 @@ def compare_variants(model: nn.Module, example: torch.Tensor, eval_batches: list
         eval_batches = _resize(eval_batches, example.shape[-2:])
     labels = torch.cat([y for _, y in eval_batches]) if eval_batches else torch.empty(0, dtype=torch.long)
 
+    timed = time_interleaved(runners, example, threads=threads, warmup=warmup, runs=runs)
     reference_predictions = None
     for name, runner in runners.items():
+        row = dict(timed[name])
         try:
-            row = time_callable(runner, example, threads=threads, warmup=warmup, runs=runs)
             if eval_batches:
                 logits = torch.cat([runner(x) for x, _ in eval_batches])
                 row.update(_quality(logits, labels, positive, num_classes))

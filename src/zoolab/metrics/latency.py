@@ -30,6 +30,7 @@ __all__ = [
     "flush_denormal_enabled",
     "measure_latency",
     "time_callable",
+    "time_interleaved",
 ]
 
 # Same-width integer view and mantissa width: a float is subnormal iff its exponent field is zero
@@ -161,6 +162,37 @@ def time_callable(runner, x, threads: int | None = None, warmup: int = 10, runs:
             "latency_ms_p90": float(np.percentile(timings, 90)),
             "latency_ms_mean": float(timings.mean()),
             "latency_threads": int(used_threads)}
+
+
+def time_interleaved(runners: dict, x, threads: int | None = None, warmup: int = 10, runs: int = 50) -> dict:
+    """:func:`time_callable` for several runners on one input, timed in rotation: after every runner's
+    warm-up, round ``i`` times one call of each runner, in an order that shifts every round. A burst of
+    load from another process then hits every runner alike, so their ratios stay fair on a busy machine.
+    Returns ``{name: {latency_ms_p50, latency_ms_p90, latency_ms_mean, latency_threads}}``."""
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    names = list(runners)
+    timings = {name: np.empty(runs, dtype=np.float64) for name in names}
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for name in names:
+                for _ in range(warmup):
+                    runners[name](x)
+            for i in range(runs):
+                for name in names[i % len(names):] + names[:i % len(names)]:
+                    start = time.perf_counter()
+                    runners[name](x)
+                    timings[name][i] = time.perf_counter() - start
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {name: {"latency_ms_p50": float(np.percentile(t * 1e3, 50)),
+                   "latency_ms_p90": float(np.percentile(t * 1e3, 90)),
+                   "latency_ms_mean": float(t.mean() * 1e3), "latency_threads": int(used_threads)}
+            for name, t in timings.items()}
 
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 224),

@@ -80,13 +80,15 @@ reproduce-classifier-sweep: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob(clf_*,exclude=clf_default_recipe)' $(EMB_DATA) \
 		profile=base,center_std,effective,hardmine,gelu_ln,calib,full loss.label_smoothing=0,0.1 \
 		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW)
-	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW) --report classifier_sweep
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW) --report classifier_sweep \
+		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
 
 reproduce-classifier-second-gen: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
 		profile=arcface,full,logit_both,logit_infer,logit_train,supcon \
 		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW)
-	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW) --report classifier_second_gen
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW) --report classifier_second_gen \
+		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
 
 reproduce-classifier-minimal: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
@@ -94,7 +96,8 @@ reproduce-classifier-minimal: install committed-tree
 		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW)
 	-$(BIN)/python -m zoolab +exp=clf_default_recipe $(EMB_DATA) \
 		hydra.run.dir=$(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW)/default_recipe
-	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW) --report classifier_minimal
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW) --report classifier_minimal \
+		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
 
 clean:
 	rm -rf runs .pytest_cache

@@ -90,3 +90,30 @@ def test_unknown_report_is_a_clear_error(ok_root: Path, tmp_path: Path, spec: st
     assert result.returncode == 2
     assert message in result.stderr and "cherry" in result.stderr
     assert not (ok_root / "results.tsv").exists()
+
+
+def test_append_to_keeps_one_growing_table_without_duplicates(tmp_path):
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    def sweep(name: str, accuracies: list[float]) -> None:
+        for i, acc in enumerate(accuracies):
+            run = tmp_path / name / str(i)
+            run.mkdir(parents=True)
+            (run / "run.json").write_text(json.dumps({"exp": "e", "status": "ok", "seed": i,
+                                                      "overrides": ["+exp=e", f"seed={i}"]}))
+            (run / "test_metrics.json").write_text(json.dumps({"accuracy": acc}))
+
+    cumulative = tmp_path / "all.tsv"
+    sweep("a", [0.5, 0.6])
+    sweep("b", [0.7])
+    for name in ("a", "b", "a"):  # "a" rendered twice: replaced, not duplicated
+        proc = subprocess.run([sys.executable, "-m", "zoolab.results", str(tmp_path / name), "--append-to",
+                               str(cumulative)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    with open(cumulative, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert sorted((r["sweep"].rsplit("/", 1)[-1], float(r["accuracy"])) for r in rows) == [
+        ("a", 0.5), ("a", 0.6), ("b", 0.7)]

@@ -4,7 +4,8 @@ Writes ``DIR/results.tsv`` and ``DIR/results.md`` from every run folder below DI
 table, and with ``--report NAME`` renders a report into ``DIR/report_NAME.md``: NAME is a built-in report
 (a module of ``zoolab.results.reports``) or an importable module of your own, ``pkg.module`` (its
 ``render(rows)``) or ``pkg.module:function``; a report module may also define ``extra_files(rows)``
-(file name -> text), written beside the report (the PromptSG remarks CSVs).
+(file name -> text), written beside the report (the PromptSG remarks CSVs). ``--append-to FILE`` also
+appends the run rows to a cumulative TSV shared by several sweeps (``zoolab.results.cumulative``).
 Exit codes: 0 all runs ok, 1 some run is not ok (failed, still running, or with an unreadable file;
 everything is still written), 2 no run folders / bad usage.
 """
@@ -35,6 +36,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--report", metavar="NAME",
                         help="also render a report: a built-in name, pkg.module or pkg.module:function")
     parser.add_argument("--metrics", metavar="a,b", help="key metric columns, e.g. accuracy,f1 or test/mAP")
+    parser.add_argument("--append-to", metavar="FILE", type=Path,
+                        help="also append the run rows to a cumulative TSV across sweeps (same sweep: replaced)")
     return parser.parse_args(argv)
 
 
@@ -120,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, content in report_extra_files(render, rows).items():
             write_text_atomic(args.dir / name, content)
     print(f"wrote {tsv} and {md}", file=sys.stderr)
+    if args.append_to:
+        from zoolab.results.cumulative import append_runs
+
+        total = append_runs(args.append_to, tsv, args.dir.as_posix())
+        print(f"appended {len(rows)} runs to {args.append_to} ({total} rows)", file=sys.stderr)
     problems = run_problems(rows)
     if problems:
         print(f"{len(problems)} of {len(rows)} runs are not ok (see {md}):", file=sys.stderr)

@@ -42,3 +42,19 @@ def test_missing_cache_names_the_fix(tmp_path, cache_dir):
     assert "dinov3_vitl16.safetensors" in proc.stderr and "EMB_ROOT" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(run_dir.glob("*_metrics.json"))
+
+
+def test_rescoring_a_trained_head_with_another_logit_adjust_mode(tmp_path, cache_dir):
+    base = ["+exp=clf_dinov3_vits16_mlp256", "+smoke=cpu", "profile=logit_infer"]
+    trained = tmp_path / "trained"
+    assert run_cli([*base, f"hydra.run.dir={trained}"], REPO).returncode == 0
+    ckpt = f"ckpt={trained}/checkpoints/best.ckpt"
+    for name, extra in (("same", []), ("add", ["task.module.inference_adjust=add"])):
+        proc = run_cli([*base, ckpt, *extra, f"hydra.run.dir={tmp_path / name}"], REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        seconds = json.loads((tmp_path / name / "run.json").read_text())["seconds"]
+        assert not any(key.endswith("train") for key in seconds)  # evaluated, not retrained
+    metrics = {name: json.loads((tmp_path / name / "smoke_metrics.json").read_text())
+               for name in ("trained", "same", "add")}
+    assert metrics["same"]["macro_f1_fg"] == metrics["trained"]["macro_f1_fg"]
+    assert metrics["add"]["macro_f1_fg"] != metrics["trained"]["macro_f1_fg"]  # the other sign re-scores

@@ -80,3 +80,39 @@ def test_missing_features_and_bad_descriptions_are_errors():
         reid_evaluator({"protocol": "other"})
     with pytest.raises(ValueError, match="camids"):
         QueryGalleryEvaluator([1, 2], [0], num_queries=1, num_gallery=1)
+
+
+def test_ranked_strips_follow_cosine_order_and_the_market_rule():
+    # queries 0 (pid 5, cam 1) and 1 (pid 6, cam 1); gallery 2..5
+    pids, camids = np.array([5, 6, 5, 5, 6, 7]), np.array([1, 1, 1, 2, 2, 2])
+    evaluator = QueryGalleryEvaluator(pids, camids, num_queries=2, num_gallery=4)
+    evaluator.process(features=torch.tensor(_angles([0, 90, 1, 10, 80, 45]), dtype=torch.float32))
+    strips = evaluator.ranked(queries=2, k=3)
+    # query 0: gallery 2 is the same pid and camera (left out), then 3 (10 deg), 5 (45), 4 (80)
+    assert strips[0] == {"query": 0, "gallery": [3, 5, 4], "correct": [True, False, False]}
+    assert strips[1] == {"query": 1, "gallery": [4, 5, 3], "correct": [True, False, False]}
+
+
+def test_ranked_strips_of_the_hand_protocol_use_its_first_split():
+    evaluator = reid_evaluator(HAND)
+    evaluator.process(features=torch.tensor(_angles(np.arange(PIDS.size) * 30.0), dtype=torch.float32))
+    query, gallery = single_gallery_splits(PIDS, 4, 3)[0]
+    strips = evaluator.ranked(queries=3, k=2)
+    assert [s["query"] for s in strips] == list(query[:3])
+    assert all(set(s["gallery"]) <= set(gallery) and len(s["gallery"]) == 2 for s in strips)
+    assert all(s["correct"] == [bool(PIDS[g] == PIDS[s["query"]]) for g in s["gallery"]] for s in strips)
+
+
+def test_ranked_gallery_picture_frames_right_and_wrong_matches():
+    import io
+
+    from PIL import Image
+
+    from zoolab.families.reid import GREEN, RED, ranked_gallery_png
+
+    dataset = [(torch.full((3, 64, 32), 128.0), 0, 0, i) for i in range(4)]
+    png = ranked_gallery_png(dataset, [{"query": 0, "gallery": [1, 2], "correct": [True, False]}], "t", height=64)
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert image.shape[0] == 18 + 64 + 8 + 14 + 6
+    colours = {tuple(int(v) for v in image[18 + 14 + 1, x]) for x in range(image.shape[1])}
+    assert GREEN in colours and RED in colours  # the top border of each gallery tile

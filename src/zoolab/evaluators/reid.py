@@ -86,6 +86,31 @@ class ReidEvaluator(Evaluator):
         """The metrics of ``[N, D]`` features in dataset order."""
         raise NotImplementedError
 
+    def query_gallery(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Dataset indices of the queries and of the gallery of the (first) evaluation split, and the
+        camera ids when same-camera matches are removed."""
+        raise NotImplementedError
+
+    def ranked(self, queries: int = 6, k: int = 5) -> list[dict]:
+        """The first ``queries`` queries with their top-``k`` gallery matches by cosine distance, as
+        ``{query, gallery: [index...], correct: [bool...]}`` (dataset indices), for ranked-gallery strips;
+        gallery images of the query's own identity and camera are left out as the metrics leave them out."""
+        from zoolab.metrics.reid import distance_matrix
+
+        features = self.features()
+        query, gallery, camids = self.query_gallery()
+        query = query[:queries]
+        distances = distance_matrix(features[query], features[gallery], "cosine")
+        strips = []
+        for row, q in zip(distances, query):
+            order = gallery[np.argsort(row, kind="stable")]
+            if camids is not None:
+                order = order[~((self.pids[order] == self.pids[q]) & (camids[order] == camids[q]))]
+            top = order[:k]
+            strips.append({"query": int(q), "gallery": [int(g) for g in top],
+                           "correct": [bool(self.pids[g] == self.pids[q]) for g in top]})
+        return strips
+
 
 class SingleGalleryEvaluator(ReidEvaluator):
     """Hand protocol: mean (and ``_std``) over ``num_splits`` seeded single-gallery splits."""
@@ -100,6 +125,10 @@ class SingleGalleryEvaluator(ReidEvaluator):
         from zoolab.metrics.reid import single_gallery_splits
 
         return single_gallery_splits(self.pids, self.num_splits, self.seed)
+
+    def query_gallery(self) -> tuple[np.ndarray, np.ndarray, None]:
+        query, gallery = self.splits()[0]
+        return np.asarray(query), np.asarray(gallery), None
 
     def score(self, features: np.ndarray) -> dict:
         from zoolab.metrics.reid import averaged_over_splits
@@ -120,6 +149,10 @@ class QueryGalleryEvaluator(ReidEvaluator):
             raise ValueError(f"{self.pids.size} pids and {self.camids.size} camids for {self.num_queries} "
                              f"queries + {self.num_gallery} gallery images")
         super().__init__(self.pids.size)
+
+    def query_gallery(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        nq = self.num_queries
+        return np.arange(nq), np.arange(nq, nq + self.num_gallery), self.camids
 
     def score(self, features: np.ndarray) -> dict:
         from zoolab.metrics.reid import distance_matrix, rank_metrics

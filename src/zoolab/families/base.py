@@ -105,7 +105,13 @@ class Family:
             label_evaluation(trainer, split)
             trainer.test(task, dataloaders=datamodule.loader(split), verbose=False)
             results[split] = record_evaluation(task.evaluate_split(split), out)
+            for name, png in self.split_figures(task, datamodule, split).items():
+                out.write_bytes(Path("plots") / name, png)
         return results
+
+    def split_figures(self, task, datamodule, split: str) -> dict[str, bytes]:
+        """Figures that need the split's images besides the evaluator's numbers (file name -> PNG bytes)."""
+        return {}
 
     def deployment_metrics(self, task, datamodule, out) -> dict:
         """Measured once per run and added to the final split's metrics (e.g. CPU latency)."""

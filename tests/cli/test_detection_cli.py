@@ -4,6 +4,7 @@ trainable counts are the ledger's), painted detections from its checkpoints, and
 from __future__ import annotations
 
 import json
+import numpy as np
 
 from safetensors import safe_open
 
@@ -75,3 +76,22 @@ def test_lora_smoke_run_counts_metrics_weights_and_visualize(tmp_path, cache_dir
         samples.append(sorted(p.name for p in (vis_dir / "visualizations" / "val_sample3").glob("*.png")))
     assert len(samples[0]) == 3 and samples[0] == samples[1]  # the same images for every model
     assert set(samples[0]) <= {p.rsplit("/", 1)[-1] for p in written}
+
+    # EigenCAM bundle: detections, then C3-C5 and P3-P5 maps side by side, with a contact sheet
+    cam_dir = tmp_path / "cam"
+    proc = run_cli(["+exp=sardet_lora_r8_fc2", "+smoke=cpu", "task=gradcam_detection", "head.image_size=[64,64]",
+                    "task.num_images=2", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={cam_dir}"],
+                   REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from PIL import Image
+
+    panels = sorted((cam_dir / "gradcam" / "val").glob("*.png"))
+    assert len(panels) == 2
+    for panel in panels:
+        image = Image.open(panel).convert("RGB")
+        assert image.size == (7 * 64, 64)  # detections + 6 levels at the detector's input size
+        maps = np.asarray(image, dtype=float)[:, 64:]
+        assert maps.std() > 5
+    cam_metrics = json.loads((cam_dir / "gradcam" / "val" / "metrics.json").read_text())
+    assert cam_metrics["levels"] == ["C3", "C4", "C5", "P3", "P4", "P5"] and cam_metrics["images"] == 2
+    assert (cam_dir / "gradcam" / "val" / "index.md").read_text().count("| ![") == 2

@@ -3,11 +3,12 @@
 QDQ format, int8 weights per output channel, uint8 activations with min/max ranges collected on the
 calibration batches (training images, so the test split never shapes the model). The graph is first
 run through ONNX Runtime's pre-processing (shape inference and fusions), as its quantisation guide
-recommends.
+recommends (without its symbolic shape inference where that fails on the graph).
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,8 @@ import torch
 from zoolab.errors import ZoolabError
 
 __all__ = ["quantize_int8"]
+
+log = logging.getLogger(__name__)
 
 
 class _Batches:
@@ -46,7 +49,12 @@ def quantize_int8(model: bytes, calibration: Iterable[torch.Tensor]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="zoolab_quant_") as tmp:
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         fp32.write_bytes(model)
-        quant_pre_process(str(fp32), str(prepared))
+        try:
+            quant_pre_process(str(fp32), str(prepared))
+        except Exception as exc:  # its symbolic shape inference fails on some graphs (ConvNeXt V2's GRN)
+            log.info("int8 pre-processing with symbolic shapes failed (%s: %s); retrying without",
+                     type(exc).__name__, exc)
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(int8), _Batches("input", batches), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return int8.read_bytes()

@@ -56,7 +56,8 @@ def test_every_exp_composes_validates_and_carries_provenance(compose, exp):
         return
     assert cfg.reported, f"{exp} has no reported numbers"
     assert cfg.report.model and cfg.report.variant
-    allowed = {"model", "variant", "order", "profile", "reported_avg", "label", "moves", "loss_head", "baseline"}
+    allowed = {"model", "variant", "order", "profile", "reported_avg", "label", "moves", "loss_head", "baseline",
+               "scheduler", "extra", "differs", "remarks"}  # the last four: PromptSG columns read from the config
     assert set(cfg.report) <= allowed, dict(cfg.report)
 
 

@@ -94,3 +94,13 @@ def test_export_of_a_detector_is_refused_with_a_reason(tmp_path, cache_dir):
                    tmp_path)
     assert proc.returncode != 0
     assert "no ONNX export path" in proc.stderr
+
+
+def test_unknown_variant_stops_before_training(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    proc = run_cli(["+exp=cherry_resnet18_aug_unnorm", "+smoke=cpu", *FAST, "task.module.latency.variants=[eager,tensorrt]",
+                    f"hydra.run.dir={run_dir}"], REPO)
+    assert proc.returncode == 1
+    assert "unknown latency variant(s) ['tensorrt']" in proc.stderr and "Fix:" in proc.stderr
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert not (run_dir / "checkpoints").exists()  # nothing was trained

@@ -28,7 +28,7 @@ from zoolab.deploy.quantize import quantize_int8
 from zoolab.errors import ZoolabError
 from zoolab.metrics.latency import time_interleaved
 
-__all__ = ["VARIANTS", "DeploymentComparison", "compare_variants", "best_variant"]
+__all__ = ["VARIANTS", "DeploymentComparison", "compare_variants", "best_variant", "check_variants"]
 
 log = logging.getLogger(__name__)
 VARIANTS = ("eager", "channels_last", "compile", "ort_fp32", "ort_int8", "bf16")
@@ -54,6 +54,7 @@ class DeploymentComparison:
 
 
 def check_variants(names: Sequence[str]) -> list[str]:
+    """The variant names in run order (eager first, duplicates dropped); unknown names are an error."""
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ZoolabError(f"unknown latency variant(s) {unknown}", where="task.module.latency.variants",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from zoolab.deploy.variants import compare_variants
+from zoolab.deploy.variants import check_variants, compare_variants
 from zoolab.families.base import Family
 
 __all__ = ["ImageClassificationFamily", "write_deployment"]
@@ -25,7 +25,7 @@ def calibration_batches(dataset, count: int, seed: int, batch_size: int = 8) -> 
     return [x.float() for x, _ in DataLoader(Subset(dataset, indices), batch_size=batch_size)]
 
 
-def write_deployment(comparison, out, source: str | None = None) -> None:
+def write_deployment(comparison, out) -> None:
     """The ONNX graphs, ``deployment.json`` and the ``onnx`` record of ``run.json``."""
     record = {}
     if comparison.onnx is not None:
@@ -34,8 +34,7 @@ def write_deployment(comparison, out, source: str | None = None) -> None:
     if comparison.int8 is not None:
         out.write_bytes("checkpoints/model.int8.onnx", comparison.int8)
         record["int8_file"] = "checkpoints/model.int8.onnx"
-    out.write_json("deployment.json", {"best_variant": comparison.best, "variants": comparison.rows,
-                                       **({"source": source} if source else {})})
+    out.write_json("deployment.json", {"best_variant": comparison.best, "variants": comparison.rows})
     if record:
         out.record.update(onnx=record)
 
@@ -44,6 +43,7 @@ class ImageClassificationFamily(Family):
     def build_task(self, datamodule):
         task = super().build_task(datamodule)
         task.run_name = str(self.cfg.get("exp") or "")
+        check_variants(task.latency.get("variants") or ["eager"])  # a typo stops the run before training
         return task
 
     def deployment_metrics(self, task, datamodule, out) -> dict:

@@ -48,6 +48,7 @@ class ReidEvaluator(Evaluator):
 
     def reset(self) -> None:
         self._features: dict[int, np.ndarray] = {}
+        self.scored: np.ndarray | None = None
 
     def process(self, features, indices: Iterable[int] | torch.Tensor | None = None) -> None:
         rows = _rows(features)
@@ -77,7 +78,8 @@ class ReidEvaluator(Evaluator):
     def evaluate(self) -> Evaluation:
         from zoolab.metrics.reid import cmc_png
 
-        metrics = self.score(self.features())
+        self.scored = self.features()  # kept for ranked(): no second gather across processes
+        metrics = self.score(self.scored)
         title = " · ".join(p for p in (self.split, f"rank-1 {metrics['rank1']:.3f}", f"mAP {metrics['mAP']:.3f}") if p)
         name = f"cmc_{self.split}.png" if self.split else "cmc.png"
         return Evaluation(metrics, {name: cmc_png(metrics["cmc"], title=f"CMC · {title}")})
@@ -97,7 +99,7 @@ class ReidEvaluator(Evaluator):
         gallery images of the query's own identity and camera are left out as the metrics leave them out."""
         from zoolab.metrics.reid import distance_matrix
 
-        features = self.features()
+        features = self.scored if self.scored is not None else self.features()
         query, gallery, camids = self.query_gallery()
         query = query[:queries]
         distances = distance_matrix(features[query], features[gallery], "cosine")

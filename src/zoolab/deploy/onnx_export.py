@@ -7,7 +7,7 @@ that the exporter converts to and ONNX Runtime has kernels for.
 Parity is the largest absolute difference between ONNX Runtime's and PyTorch's outputs on the given
 inputs; :func:`export_onnx` refuses a graph whose difference exceeds ``tolerance`` times the larger of 1
 and the largest |output| (fp32 rounding grows with the outputs' scale: a model fed raw 0-255 pixels can
-have logits in the hundreds).
+have logits far above 1).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +112,25 @@ def test_interleaved_timing_measures_each_runner():
     assert calls == {"fast": 8, "slow": 8}
     assert timed["slow"]["latency_ms_p50"] > 5 * timed["fast"]["latency_ms_p50"] > 0
     assert timed["fast"]["latency_threads"] == 1
+
+
+
+@pytest.mark.parametrize("caller_flushes", [False, True])
+def test_runtime_sessions_leave_the_callers_flush_mode_alone(caller_flushes):
+    # ONNX Runtime switches flush-to-zero on for the thread that first sets it up in a process, so
+    # this runs in a fresh interpreter: PyTorch arithmetic on the caller's thread must not change.
+    script = textwrap.dedent(f"""
+        import torch
+        from torch import nn
+        from zoolab.deploy.onnx_export import export_onnx, ort_session
+        from zoolab.deploy.quantize import quantize_int8
+        torch.set_flush_denormal({caller_flushes})
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+        result = export_onnx(model, torch.rand(1, 3, 16, 16))
+        ort_session(result.model, threads=1)
+        quantize_int8(result.model, [torch.rand(2, 3, 16, 16)])
+        print("flushes", torch.tensor([1e-40]).item() == 0.0)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"flushes {caller_flushes}" in done.stdout

@@ -19,6 +19,14 @@ LATENCY_KEYS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _subnormals_representable():
+    """These tests build subnormal numbers, which flush-to-zero mode (left on by a caller) would erase."""
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(False)
+
+
 def _linear_with_subnormals() -> nn.Linear:
     layer = nn.Linear(4, 3)
     layer.register_buffer("running", torch.ones(5))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from zoolab.errors import ZoolabError
+from zoolab.metrics.latency import flush_denormal_enabled
 
 __all__ = ["OnnxExport", "export_onnx", "ort_session", "max_abs_difference", "runtime_versions", "onnx_opset"]
 
@@ -93,9 +94,22 @@ def onnx_opset() -> int:
     return newest
 
 
+@contextlib.contextmanager
+def keep_callers_flush_mode():
+    """Put back the calling thread's flush-to-zero mode after ONNX Runtime sets up its environment."""
+    caller_flushes = flush_denormal_enabled()
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(caller_flushes)
+
+
 def ort_session(model: bytes, threads: int | None = None):
     """An ONNX Runtime CPU session: full graph optimisation, ``threads`` intra-op threads, one inter-op
-    thread, and denormals treated as zero (subnormal activations are as slow in ORT as in PyTorch)."""
+    thread, and denormals treated as zero (subnormal activations are as slow in ORT as in PyTorch).
+
+    Creating the first session also switches flush-to-zero on for the calling thread, which would
+    silently change PyTorch's arithmetic there; the caller's mode is put back afterwards."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -105,7 +119,8 @@ def ort_session(model: bytes, threads: int | None = None):
         options.intra_op_num_threads = int(threads)
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     options.log_severity_level = 3
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    with keep_callers_flush_mode():
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _run_session(session, x: torch.Tensor) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoolab.deploy.onnx_export import keep_callers_flush_mode
 from zoolab.errors import ZoolabError
 
 __all__ = ["quantize_int8"]
@@ -55,6 +56,7 @@ def quantize_int8(model: bytes, calibration: Iterable[torch.Tensor]) -> bytes:
             log.info("int8 pre-processing with symbolic shapes failed (%s: %s); retrying without",
                      type(exc).__name__, exc)
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(int8), _Batches("input", batches), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with keep_callers_flush_mode():  # calibration runs its own ONNX Runtime session
+            quantize_static(str(prepared), str(int8), _Batches("input", batches), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return int8.read_bytes()

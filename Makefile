@@ -23,10 +23,12 @@ EMB_DATA := $(if $(EMB_ROOT),,dataset=synthetic_embeddings)
 # Detection and re-ID reports: smoke runs on embedded data unless the real data root is set.
 SARDET_RUN := $(if $(SARDET_ROOT),,+smoke=cpu)
 REID_RUN := $(if $(HANDS_ROOT),,+smoke=cpu)   # real runs: CLIP_VITB16_WEIGHTS / CLIP_RN50_WEIGHTS files
+# the report's benchmark plan B: top 3 backbones x MLP [768, 384] and [1024, 512], and the linear row
+KNOB_EXPS := clf_dinov3_vitl16_mlp768_384,clf_dinov3_vitl16_mlp1024_512,clf_dinov3_vitb16_mlp768_384,clf_dinov3_vitb16_mlp1024_512,clf_clip_vitl14_mlp768_384,clf_clip_vitl14_mlp1024_512,clf_dinov3_vitl16_linear
 GEN2_EXPS := clf_dinov3_vits16_mlp256,clf_dinov3_vits16_mlp384,clf_dinov3_vitb16_mlp512,clf_dinov3_vitb16_mlp768,clf_dinov3_vitl16_mlp768_384,clf_dinov3_vitl16_mlp1024_512
 
 .PHONY: help install demo test test-slow bench reproduce-cherry reproduce-classifier-sweep \
-	reproduce-classifier-second-gen reproduce-classifier-minimal reproduce-sardet reproduce-promptsg clean
+	reproduce-classifier-second-gen reproduce-classifier-knobs reproduce-classifier-minimal reproduce-sardet reproduce-promptsg clean
 
 help:
 	@echo "make demo              set up and train a cherry-pit classifier on the embedded data"
@@ -36,6 +38,7 @@ help:
 	@echo "make reproduce-cherry  the cherry-pit report's experiments and table"
 	@echo "make reproduce-classifier-sweep       406-run embedding-classifier sweep and its tables"
 	@echo "make reproduce-classifier-second-gen  36-run second-generation sweep"
+	@echo "make reproduce-classifier-knobs       newer knobs A/B vs full (49 runs, incl. a logistic-regression row)"
 	@echo "make reproduce-classifier-minimal     36-run minimal-baseline sweep + default-recipe run"
 	@echo "make reproduce-sardet  SAR detection zoo (E0001-E0025; seeds 0,1,2 for E0002/E0003) and its two tables"
 	@echo "make reproduce-promptsg  PromptSG chronologies v1-v11 on ViT-B/16 and RN50 + zero-shot baselines"
@@ -77,7 +80,7 @@ reproduce-cherry: install committed-tree
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-cherry/$(STAMP_NOW) --report cherry
 
 reproduce-classifier-sweep: install committed-tree
-	-$(BIN)/python -m zoolab -m '+exp=glob(clf_*,exclude=clf_default_recipe)' $(EMB_DATA) \
+	-$(BIN)/python -m zoolab -m '+exp=glob(clf_*,exclude=[clf_default_recipe,clf_*_linear])' $(EMB_DATA) \
 		profile=base,center_std,effective,hardmine,gelu_ln,calib,full loss.label_smoothing=0,0.1 \
 		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW)
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW) --report classifier_sweep \
@@ -88,6 +91,13 @@ reproduce-classifier-second-gen: install committed-tree
 		profile=arcface,full,logit_both,logit_infer,logit_train,supcon \
 		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW)
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW) --report classifier_second_gen \
+		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
+
+reproduce-classifier-knobs: install committed-tree
+	-$(BIN)/python -m zoolab -m '+exp=$(KNOB_EXPS)' $(EMB_DATA) \
+		profile=full,feature_aug,manifold_mixup,center,crt,supcon,supcon_cw \
+		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-knobs/$(STAMP_NOW)
+	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-knobs/$(STAMP_NOW) --report classifier_knobs \
 		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
 
 reproduce-classifier-minimal: install committed-tree

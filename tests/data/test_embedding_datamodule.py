@@ -50,3 +50,23 @@ def test_cache_without_encoder_record_loads_with_a_warning(tmp_path, caplog):
 
 def test_no_expected_backbone_skips_the_check(tmp_path):
     assert _setup(_cache(tmp_path, {"backbone": VITL}), None).dim == 8
+
+
+@pytest.mark.parametrize(("sampler", "expected"), [
+    ("natural", [16 / 21, 4 / 21, 1 / 21]),
+    ("balanced", [1 / 3, 1 / 3, 1 / 3]),
+    ("sqrt", [4 / 7, 2 / 7, 1 / 7]),  # proportional to sqrt(400), sqrt(100), sqrt(25)
+])
+def test_samplers_draw_classes_in_their_proportions(tmp_path, sampler, expected):
+    dm = _setup(_cache(tmp_path, {"backbone": VITS}), VITS)
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate((400, 100, 25))])
+    dm.tensors["train"] = (torch.zeros(len(y), 8), y)
+    torch.manual_seed(0)
+    drawn = torch.cat([labels for _ in range(10) for _, labels in dm.loader("train", shuffle=True, sampler=sampler)])
+    share = torch.bincount(drawn, minlength=3).float() / len(drawn)
+    assert share.tolist() == pytest.approx(expected, abs=0.02)
+
+
+def test_unknown_sampler_names_the_choices(tmp_path):
+    with pytest.raises(ZoolabError, match="natural, balanced, sqrt"):
+        EmbeddingDataModule(cache=_cache(tmp_path, {"backbone": VITS}), encoder="dinov3_vits16", sampler="uniform")

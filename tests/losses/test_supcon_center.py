@@ -10,19 +10,22 @@ from zoolab.losses.center import CenterLoss
 from zoolab.losses.supcon import SupConLoss
 
 
-def _supcon_numpy(features: np.ndarray, labels: np.ndarray, temperature: float, base: float) -> float:
-    """Mean over anchors with positives of -(t/base)/|P(i)| sum_p log(exp(s_ip) / sum_{a!=i} exp(s_ia))."""
+def _supcon_numpy(features: np.ndarray, labels: np.ndarray, temperature: float, base: float,
+                  class_weights: np.ndarray | None = None) -> float:
+    """Mean over anchors with positives of -(t/base)/|P(i)| sum_p log(exp(s_ip) / sum_{a!=i} exp(s_ia)),
+    weighted by the anchor's class weight when ``class_weights`` is given."""
     z = features / np.linalg.norm(features, axis=1, keepdims=True)
     n = len(labels)
-    per_anchor = []
+    per_anchor, weights = [], []
     for i in range(n):
         positives = [p for p in range(n) if p != i and labels[p] == labels[i]]
         if not positives:
             continue
+        weights.append(1.0 if class_weights is None else class_weights[labels[i]])
         denominator = sum(np.exp(z[i] @ z[a] / temperature) for a in range(n) if a != i)
         log_probs = [np.log(np.exp(z[i] @ z[p] / temperature) / denominator) for p in positives]
         per_anchor.append(-(temperature / base) * np.mean(log_probs))
-    return float(np.mean(per_anchor))
+    return float(np.average(per_anchor, weights=weights))
 
 
 FEATURES = np.array([[2.0, 0.0], [0.6, 0.8], [0.0, 3.0], [-0.8, 0.6]])
@@ -32,6 +35,15 @@ def test_supcon_matches_hand_formula_on_four_samples() -> None:
     labels = np.array([0, 0, 1, 1])
     loss = SupConLoss(temperature=0.5, base_temperature=1.0)(torch.tensor(FEATURES), torch.tensor(labels))
     assert loss.item() == pytest.approx(_supcon_numpy(FEATURES, labels, 0.5, 1.0), rel=1e-10)
+
+
+def test_class_weighted_supcon_matches_hand_formula() -> None:
+    features = np.array([[2.0, 0.0], [0.6, 0.8], [0.0, 3.0], [-0.8, 0.6], [0.3, -0.9], [1.0, 1.0]])
+    labels = np.array([0, 0, 0, 1, 1, 2])  # class 2 has no positive: left out of both sums
+    weights = np.array([0.5, 2.0, 7.0])
+    loss = SupConLoss(temperature=0.5)(torch.tensor(features), torch.tensor(labels), torch.tensor(weights))
+    assert loss.item() == pytest.approx(_supcon_numpy(features, labels, 0.5, 0.07, weights), rel=1e-10)
+    assert loss.item() != pytest.approx(_supcon_numpy(features, labels, 0.5, 0.07), rel=1e-3)
 
 
 def test_supcon_default_temperatures_and_scale() -> None:

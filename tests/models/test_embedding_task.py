@@ -117,3 +117,28 @@ def test_the_plain_step_is_repeatable():
     _, first_loss, first_grad = _one_step({})
     _, second_loss, second_grad = _one_step({})
     assert torch.equal(first_loss, second_loss) and torch.equal(first_grad, second_grad)
+
+
+def test_feature_augmentation_reaches_only_the_chosen_samples():
+    x = torch.ones(4000, 8)
+    never = make_task(feature_noise=0.5, channel_scale=0.5, feature_aug_prob=0.0)
+    assert torch.equal(never._augment(x), x)
+    torch.manual_seed(3)
+    half = make_task(feature_noise=0.5, feature_aug_prob=0.5)._augment(x)
+    changed = (half != x).any(dim=1).float().mean().item()
+    assert 0.45 < changed < 0.55
+    torch.manual_seed(3)
+    always = make_task(channel_scale=0.5)._augment(x)  # default probability 1: every sample is scaled
+    assert (always != x).any(dim=1).all()
+    with pytest.raises(Exception, match="feature_aug_prob"):
+        make_task(feature_aug_prob=1.5)
+
+
+def test_class_weighted_supcon_changes_the_step_and_needs_a_known_kind():
+    _, plain_loss, _ = _one_step(dict(supcon_weight=0.5))
+    task, weighted_loss, _ = _one_step(dict(supcon_weight=0.5, supcon_class_weights="inverse"))
+    assert task.supcon_class_weights is not None and not torch.isclose(weighted_loss, plain_loss)
+    with pytest.raises(Exception, match="supcon_class_weights"):
+        make_task(supcon_weight=0.5, supcon_class_weights="squared")
+    with pytest.raises(Exception, match="crt_sampler"):
+        make_task(crt_epochs=1, crt_sampler="random")

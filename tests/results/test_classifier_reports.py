@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from zoolab.results.aggregate import find_runs, load_run
-from zoolab.results.reports import classifier_minimal, classifier_second_gen, classifier_sweep
+from zoolab.results.reports import classifier_knobs, classifier_minimal, classifier_second_gen, classifier_sweep
 from zoolab.results.reports._classifier_common import REPORT, SMOKE_NOTE, records
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -212,3 +212,24 @@ def test_calibration_and_phase_timing_table(tmp_path: Path) -> None:
     by_profile = {row[0]: row for row in table[2:]}
     assert by_profile["base"][1:] == ["2", "0.020", "1.10", "5.0", "-", "0.5", "5.0"]   # seeds folded: one group
     assert by_profile["full"][1:] == ["1", "0.020", "1.10", "5.0", "1.5", "0.5", "6.5"]
+
+
+def test_knobs_sweep_deltas_against_full_and_the_linear_row(tmp_path: Path) -> None:
+    runs = {("mlp1024_512", "full"): 0.83, ("mlp1024_512", "feature_aug"): 0.85, ("mlp768_384", "crt"): 0.79,
+            ("mlp1024_512", "crt"): 0.81, ("linear", "full"): 0.78, ("linear", "crt"): 0.82,
+            ("mlp1024_512", "arcface"): 0.99}  # arcface is a second-generation profile: not in this report
+    for (mlp, profile), macro in runs.items():
+        make_run(tmp_path / "knobs" / f"{mlp}-{profile}", "dinov3_vitl16", mlp, profile, "ls0p1", macro)
+    make_run(tmp_path / "knobs" / "minimal", "dinov3_vitl16", "mlp1024_512", "feature_aug", "ls0p1", 0.1,
+             stack="minimal")
+    text = classifier_knobs.render(rows_of(tmp_path / "knobs"))
+    assert "Total runs: 6 — 6 ran, 0 failed" in text and "the report has" not in text
+    assert "arcface" not in text
+    # full is the A of every A/B pair: its own row, then each knob's delta against the full average
+    assert "| full | 2 | 0.8050 | 0.8364 |" in text  # ours beside the report's second-gen full average
+    assert "| feature_aug | 0.8500 | +0.0450 | - |" in text
+    assert "| crt | 0.8067 | +0.0017 | - |" in text
+    # linear vs the MLPs of the same encoder and profile: linear, MLP mean, MLP best, which MLP
+    assert "| dinov3_vitl16 | crt | 0.8200 | 0.8000 | 0.8100 | mlp1024_512 |" in text
+    assert "| dinov3_vitl16 | full | 0.7800 | 0.8300 | 0.8300 | mlp1024_512 |" in text
+    assert classifier_knobs.render([]).startswith("No newer-knob classifier runs")

@@ -26,7 +26,14 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from zoolab.errors import ZoolabError
 
-__all__ = ["EmbeddingDataModule"]
+__all__ = ["SAMPLERS", "EmbeddingDataModule", "check_sampler"]
+
+SAMPLERS = ("natural", "balanced", "sqrt")
+
+
+def check_sampler(sampler: str, where: str) -> None:
+    if sampler not in SAMPLERS:
+        raise ZoolabError(f"unknown sampler '{sampler}'", where=where, fix=f"use one of {', '.join(SAMPLERS)}")
 
 log = logging.getLogger(__name__)
 STANDARDIZE = ("none", "center", "standardize")
@@ -45,7 +52,8 @@ class EmbeddingDataModule(L.LightningDataModule):
         bg: background-class augmentation factor (see module docstring).
         balnorm: L2-normalise embeddings.
         standardize: ``none`` | ``center`` | ``standardize`` (training statistics).
-        sampler: ``natural`` or ``balanced`` (class-balanced sampling with replacement).
+        sampler: ``natural``, ``balanced`` (class-balanced sampling with replacement) or ``sqrt``
+            (square-root sampling: class c drawn with probability proportional to sqrt(n_c)).
     """
 
     def __init__(
@@ -68,9 +76,7 @@ class EmbeddingDataModule(L.LightningDataModule):
         if standardize not in STANDARDIZE:
             raise ZoolabError(f"unknown dataset.standardize '{standardize}'", where="dataset.standardize",
                               fix=f"use one of {', '.join(STANDARDIZE)}")
-        if sampler not in ("natural", "balanced"):
-            raise ZoolabError(f"unknown dataset.sampler '{sampler}'", where="dataset.sampler",
-                              fix="use natural or balanced")
+        check_sampler(sampler, "dataset.sampler")
         self.cache_path = cache
         self.name, self.encoder, self.backbone = name, encoder, backbone
         self.background = background
@@ -174,19 +180,21 @@ class EmbeddingDataModule(L.LightningDataModule):
                 f"+exp=embed_{self.encoder}, or run the clf_* experiment of the cache's encoder",
             )
 
-    def loader(self, split: str, shuffle: bool = False, balanced: bool = False) -> DataLoader:
+    def loader(self, split: str, shuffle: bool = False, sampler: str = "natural") -> DataLoader:
         x, y = self.tensors[split]
         dataset = TensorDataset(x, y)
-        if balanced:
-            counts = torch.bincount(y, minlength=self.num_classes).float()
-            weights = (1.0 / counts.clamp_min(1))[y]
-            num = int(counts.max().item()) * int((counts > 0).sum().item())
-            return DataLoader(dataset, batch_size=self.batch_size,
-                              sampler=WeightedRandomSampler(weights, num_samples=num, replacement=True))
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle)
+        if sampler == "natural":
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle)
+        counts = torch.bincount(y, minlength=self.num_classes).float().clamp_min(1)
+        if sampler == "balanced":  # an epoch shows every present class as often as the largest one
+            weights, num = (1.0 / counts)[y], int(counts.max().item()) * int(torch.unique(y).numel())
+        else:  # sqrt: per-sample weight n_c^-1/2, so class c is drawn with probability ~ sqrt(n_c)
+            weights, num = counts.rsqrt()[y], len(y)
+        return DataLoader(dataset, batch_size=self.batch_size,
+                          sampler=WeightedRandomSampler(weights, num_samples=num, replacement=True))
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True, balanced=self.sampler == "balanced")
+        return self.loader("train", shuffle=True, sampler=self.sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")

@@ -51,7 +51,7 @@ class EmbeddingClassifierFamily(Family):
                         max_epochs=task.hard_mining_epochs)
         if "crt" in names:
             task.start_crt()
-            datamodule.sampler = "balanced"  # cRT retrains the classifier on class-balanced batches
+            datamodule.sampler = task.crt_sampler  # cRT retrains the classifier on re-balanced batches
             yield Phase("crt", task, datamodule, stage=stage("crt"), timing="crt_train", max_epochs=task.crt_epochs)
 
     def evaluate(self, task, trainer, datamodule, out):

@@ -8,7 +8,8 @@ For L2-normalised features z and temperature tau, with P(i) the other samples sh
 This is the ``contrast_mode='all'`` loss of the authors' ``SupConLoss`` (SupContrast) with one view per
 sample. That implementation averages over every anchor and returns NaN when an anchor has no positive;
 here such anchors are left out of the mean, and a batch without any positive pair gives 0 (still in the
-graph).
+graph). With per-class ``class_weights`` w, the mean over anchors becomes sum_i w_{y_i} L_i / sum_i w_{y_i}
+(the class-weighted contrastive term: rare-class anchors count more, as in a class-weighted CE).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ class SupConLoss(nn.Module):
         self.temperature = temperature
         self.base_temperature = base_temperature
 
-    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        """features [B, D] (normalised here), labels [B] -> scalar loss."""
+    def forward(self, features: Tensor, labels: Tensor, class_weights: Tensor | None = None) -> Tensor:
+        """features [B, D] (normalised here), labels [B], optional per-class weights [C] -> scalar loss."""
         if features.ndim != 2 or labels.shape != features.shape[:1]:
             raise ValueError(f"expected features [B, D] and labels [B], got {tuple(features.shape)} "
                              f"and {tuple(labels.shape)}")
@@ -44,4 +45,8 @@ class SupConLoss(nn.Module):
         log_denominator = torch.logsumexp(sim.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
         log_prob = sim - log_denominator
         mean_log_prob_pos = torch.where(positives, log_prob, 0.0).sum(dim=1)[has_pos] / num_pos[has_pos]
-        return -(self.temperature / self.base_temperature) * mean_log_prob_pos.mean()
+        per_anchor = -(self.temperature / self.base_temperature) * mean_log_prob_pos
+        if class_weights is None:
+            return per_anchor.mean()
+        weights = class_weights.to(per_anchor)[labels[has_pos]]
+        return (weights * per_anchor).sum() / weights.sum()

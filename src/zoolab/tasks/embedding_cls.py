@@ -7,12 +7,14 @@ Training options (each a ``task.module`` value; profiles in ``conf/profile`` bun
   f(x) − τ log π; ``inference_adjust=add`` replays the original report's f(x) + τ log π), ``both``; π are
   training-split class frequencies, stored with the model;
 - input mixup (α) or manifold mixup (same λ, mixed at a random hidden layer of the MLP);
-- feature-space augmentation: Gaussian noise (σ × training std) and channel scaling (1 + δ·N(0,1));
+- feature-space augmentation: Gaussian noise (σ × training std) and channel scaling (1 + δ·N(0,1)), each
+  applied to a sample with probability ``feature_aug_prob``;
 - hard-example mining: after the main phase, ``hard_mining_epochs`` more epochs whose loss is the mean
   over the hardest ``hard_mining_fraction`` of each batch (online hard-example mining);
-- supervised-contrastive auxiliary loss on a projection head; center loss with its own optimiser group;
+- supervised-contrastive auxiliary loss on a projection head (``supcon_class_weights`` none / inverse /
+  effective weights its anchors by class); center loss with its own optimiser group;
 - cRT (Kang et al. 2020): last, re-initialise the classifier layer, freeze the rest and retrain it for
-  ``crt_epochs`` with a class-balanced sampler;
+  ``crt_epochs`` with ``crt_sampler`` batches (``balanced`` by default, or ``sqrt`` / ``natural``);
 
 Each phase (main, hard mining, cRT) is its own fit with early stopping and best-on-val weights, so a
 phase always runs even when early stopping ended the one before it.
@@ -30,6 +32,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from zoolab.data.embedding_datamodule import check_sampler
 from zoolab.errors import ZoolabError
 from zoolab.evaluators.base import Evaluation, evaluation_dataset
 from zoolab.evaluators.foreground import ForegroundEvaluator
@@ -42,6 +45,7 @@ LOGIT_ADJUST = ("none", "train", "inference", "both")
 # Inference-time logit adjustment: Menon et al.'s post-hoc rule subtracts tau*log(prior); the report's
 # original code added it (the same sign as in training), which +stack=report_logit_adjust replays.
 INFERENCE_ADJUST = ("subtract", "add")
+CLASS_WEIGHTS = ("none", "inverse", "effective")
 
 
 class EmbeddingClassificationTask(ZooTask):
@@ -64,14 +68,17 @@ class EmbeddingClassificationTask(ZooTask):
         manifold_mixup: bool = False,
         feature_noise: float = 0.0,
         channel_scale: float = 0.0,
+        feature_aug_prob: float = 1.0,
         hard_mining_epochs: int = 0,
         hard_mining_fraction: float = 0.5,
         supcon_weight: float = 0.0,
         supcon_temperature: float = 0.07,
+        supcon_class_weights: str = "none",
         projection_dim: int = 128,
         center_weight: float = 0.0,
         center_lr: float = 0.5,
         crt_epochs: int = 0,
+        crt_sampler: str = "balanced",
         calibrate: bool = True,
     ) -> None:
         super().__init__()
@@ -84,6 +91,14 @@ class EmbeddingClassificationTask(ZooTask):
         if inference_adjust not in INFERENCE_ADJUST:
             raise ZoolabError(f"unknown inference_adjust '{inference_adjust}'", where="task.module.inference_adjust",
                               fix=f"use one of {', '.join(INFERENCE_ADJUST)} (add replays the report: +stack=report_logit_adjust)")
+        if not 0.0 <= feature_aug_prob <= 1.0:
+            raise ZoolabError(f"feature_aug_prob must be a probability, got {feature_aug_prob}",
+                              where="task.module.feature_aug_prob", fix="use a value in [0, 1] (1 augments every sample)")
+        check_sampler(crt_sampler, "task.module.crt_sampler")
+        for key, kind in (("class_weights", class_weights), ("supcon_class_weights", supcon_class_weights)):
+            if kind not in CLASS_WEIGHTS:
+                raise ZoolabError(f"unknown {key} '{kind}'", where=f"task.module.{key}",
+                                  fix=f"use one of {', '.join(CLASS_WEIGHTS)}")
         self.class_names = list(class_names)
         self.background = background
         self.head = head(in_features=in_features, num_classes=len(class_names))
@@ -98,10 +113,10 @@ class EmbeddingClassificationTask(ZooTask):
         self.inference_sign = -1.0 if inference_adjust == "subtract" else 1.0
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.mixup_alpha, self.manifold_mixup = mixup_alpha, manifold_mixup
-        self.feature_noise, self.channel_scale = feature_noise, channel_scale
+        self.feature_noise, self.channel_scale, self.feature_aug_prob = feature_noise, channel_scale, feature_aug_prob
         self.hard_mining_epochs, self.hard_mining_fraction = hard_mining_epochs, hard_mining_fraction
         self.supcon_weight, self.center_weight, self.center_lr = supcon_weight, center_weight, center_lr
-        self.crt_epochs, self.calibrate = crt_epochs, calibrate
+        self.crt_epochs, self.crt_sampler, self.calibrate = crt_epochs, crt_sampler, calibrate
         self.phase = "main"  # main | hard_mining | crt
         features = self.head.num_features
         if supcon_weight > 0:
@@ -110,6 +125,7 @@ class EmbeddingClassificationTask(ZooTask):
             self.projection = nn.Sequential(nn.Linear(features, features), nn.ReLU(),
                                             nn.Linear(features, projection_dim))
             self.supcon = SupConLoss(temperature=supcon_temperature)
+            self.register_buffer("supcon_class_weights", make_weights(train_counts, supcon_class_weights, beta))
         if center_weight > 0:
             from zoolab.losses.center import CenterLoss
 
@@ -153,11 +169,16 @@ class EmbeddingClassificationTask(ZooTask):
 
     # ------------------------------------------------------------------ training
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature-space augmentation; each sample gets each enabled one with probability feature_aug_prob."""
         if self.feature_noise > 0:
-            x = x + self.feature_noise * self.feature_std * torch.randn_like(x)
+            x = x + self._chosen(x) * self.feature_noise * self.feature_std * torch.randn_like(x)
         if self.channel_scale > 0:
-            x = x * (1 + self.channel_scale * torch.randn(1, x.shape[1], device=x.device))
+            x = x * (1 + self._chosen(x) * self.channel_scale * torch.randn(1, x.shape[1], device=x.device))
         return x
+
+    def _chosen(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1] mask: 1 for the samples an augmentation applies to."""
+        return (torch.rand(x.shape[0], 1, device=x.device) < self.feature_aug_prob).to(x.dtype)
 
     def _mixed_logits(self, x: torch.Tensor, y: torch.Tensor):
         """Logits, soft targets and (unmixed) penultimate features, under input or manifold mixup
@@ -191,7 +212,7 @@ class EmbeddingClassificationTask(ZooTask):
         if not self.in_crt_phase:
             if self.supcon_weight > 0:
                 feats = self.head.features(x) if features is None else features
-                loss = loss + self.supcon_weight * self.supcon(self.projection(feats), y)
+                loss = loss + self.supcon_weight * self.supcon(self.projection(feats), y, self.supcon_class_weights)
             if self.center_weight > 0:
                 feats = self.head.features(x) if features is None else features
                 loss = loss + self.center_weight * self.center_loss(feats, y)
@@ -207,7 +228,7 @@ class EmbeddingClassificationTask(ZooTask):
                 module.reset_parameters()
         self.requires_grad_(False)
         classifier.requires_grad_(True)
-        log.info("cRT: classifier re-initialised; training it alone with a class-balanced sampler")
+        log.info("cRT: classifier re-initialised; training it alone with the %s sampler", self.crt_sampler)
 
     # ------------------------------------------------------------------ evaluation
     def _collect(self, batch) -> None:

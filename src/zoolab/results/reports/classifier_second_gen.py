@@ -25,11 +25,13 @@ def in_sweep(rec: dict) -> bool:
     return rec["profile"] in PROFILES and rec["stack"] != "minimal" and rec["exp"] != cc.DEFAULT_RECIPE
 
 
-def summary(recs: Sequence[dict], sweep: str, order: Sequence[str], baseline: str, title: str) -> list[str]:
-    """Sections both 36-run sweeps share: totals, best overall, profile averages, deltas, per backbone."""
+def summary(recs: Sequence[dict], sweep: str, order: Sequence[str], baseline: str, title: str,
+            reported_runs: int | None = -1) -> list[str]:
+    """Sections the profile sweeps share: totals, best overall, profile averages, deltas, per backbone.
+    ``reported_runs``: the report's run count (-1: the count of ``sweep``; None: the report has none)."""
     reported_best = [cc.reported_avg(recs, p, sweep).get("best_macro_f1_fg") for p in order]
     reported_best = max((v for v in reported_best if v is not None), default=None)
-    lines = [f"## {title}", "", cc.run_count_line(recs, cc.REPORT["runs"][sweep]), "",
+    lines = [f"## {title}", "", cc.run_count_line(recs, cc.REPORT["runs"][sweep] if reported_runs == -1 else reported_runs), "",
              f"Best overall (macro_f1_fg): {cc.best_line(cc.best(recs), 4)} "
              f"(report: {cc.num(reported_best, 4)})", ""]
     lines += ["### Profile averages (macro_f1_fg / weighted_f1_fg) and best per profile", "",
@@ -37,7 +39,7 @@ def summary(recs: Sequence[dict], sweep: str, order: Sequence[str], baseline: st
     lines += [f"### Delta vs {baseline} average (macro_f1_fg)", "",
               *cc.delta_table(recs, sweep, baseline, order), ""]
     lines += ["### Best per backbone/profile (macro_f1_fg)", "", *cc.best_per_backbone_table(recs), ""]
-    lines += ["### Calibration and phase timing (ours)", "", *cc.calibration_timing_table(recs, PROFILES), "",
+    lines += ["### Calibration and phase timing (ours)", "", *cc.calibration_timing_table(recs, order), "",
               "ECE: top-label, 15 bins, on the evaluated split after temperature scaling where the profile calibrates; phase seconds: mean wall time per run (run.json), all training = every fit phase together.", ""]
     return lines + cc.failed_lines(recs)
 

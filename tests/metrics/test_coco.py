@@ -146,6 +146,15 @@ def test_backends_agree_on_a_random_fixture_and_match_raw_pycocotools(tmp_path):
     raw = COCOeval(coco_gt, coco_gt.loadRes(detections_to_coco_results(dets, category_ids)), "bbox")
     raw.evaluate(), raw.accumulate(), raw.summarize()
     np.testing.assert_array_equal(slow, np.asarray(raw.stats))
+    # zoolab builds the results object itself (no loadRes); the library's own loading gives the same bits
+    from faster_coco_eval import COCO as FastCOCO
+    from faster_coco_eval import COCOeval_faster
+
+    fast_gt = FastCOCO(str(gt))
+    raw_fast = COCOeval_faster(fast_gt, fast_gt.loadRes(detections_to_coco_results(dets, category_ids)), "bbox",
+                               print_function=lambda *a: None)
+    raw_fast.evaluate(), raw_fast.accumulate(), raw_fast.summarize()
+    np.testing.assert_array_equal(fast, np.asarray(raw_fast.stats[:12]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -61,7 +61,7 @@ demo: install
 	@echo "run folder: runs/demo/$(STAMP_NOW)"
 
 test: install
-	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) --durations=10 $(PYTEST_ARGS)
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow $(XDIST) $(PYTEST_ARGS)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from warm_cli import WarmInterpreter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,10 +64,20 @@ def compose(cache_dir):
     GlobalHydra.instance().clear()
 
 
-def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 600, module: str = "zoolab"):
-    """Run ``python -m zoolab ARGS`` in a subprocess; returns the CompletedProcess."""
+_WARM = WarmInterpreter(REPO)
+atexit.register(_WARM.close)
+
+
+def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 600, module: str = "zoolab",
+            fresh: bool = False):
+    """Run ``python -m zoolab ARGS`` as its own process; returns the CompletedProcess.
+
+    The process is forked from a warm interpreter (tests/warm_cli.py) unless ``fresh`` is set or the
+    command needs its own ``PYTHONPATH``, which only a new interpreter reads."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("CHERRY_ROOT", None) if "CHERRY_ROOT" not in (env_extra or {}) else None
+    if not fresh and "PYTHONPATH" not in (env_extra or {}):
+        return _WARM.run(module, args, cwd, env, timeout)
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout, stdin=subprocess.DEVNULL,
@@ -81,3 +93,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the learning tests, then the command-line tests, then the unit tests. pytest-xdist
+    hands out whole files in this order, so the few minute-long files start at once instead of leaving
+    one worker busy at the end while the other idles (longest-processing-time-first scheduling)."""
+    def weight(item) -> int:
+        path = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
+        return 0 if path.startswith("test_learning_") else 1 if path.startswith("cli/") else 2
+
+    items.sort(key=weight)  # stable: each file keeps its order

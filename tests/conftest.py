@@ -64,6 +64,15 @@ def compose(cache_dir):
     GlobalHydra.instance().clear()
 
 
+# Two xdist workers on two cores: one compute thread each (and in every process they start). With
+# torch's default of one thread per core, four threads would share two cores and each test would wait
+# on the other's thread synchronisation. Tests that time a model set their thread count themselves.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 _WARM = WarmInterpreter(REPO)
 atexit.register(_WARM.close)
 

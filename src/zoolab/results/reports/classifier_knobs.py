@@ -12,7 +12,7 @@ for ``full`` and ``supcon``, whose second-generation averages it gives) and the 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from zoolab.results.reports import _classifier_common as cc
 from zoolab.results.reports.classifier_second_gen import summary

@@ -77,15 +77,14 @@ _WARM = WarmInterpreter(REPO)
 atexit.register(_WARM.close)
 
 
-def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 600, module: str = "zoolab",
-            fresh: bool = False):
+def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 600, module: str = "zoolab"):
     """Run ``python -m zoolab ARGS`` as its own process; returns the CompletedProcess.
 
-    The process is forked from a warm interpreter (tests/warm_cli.py) unless ``fresh`` is set or the
-    command needs its own ``PYTHONPATH``, which only a new interpreter reads."""
+    The process is forked from a warm interpreter (tests/warm_cli.py) unless the command needs its own
+    ``PYTHONPATH``, which only a new interpreter reads."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("CHERRY_ROOT", None) if "CHERRY_ROOT" not in (env_extra or {}) else None
-    if not fresh and "PYTHONPATH" not in (env_extra or {}):
+    if "PYTHONPATH" not in (env_extra or {}):
         return _WARM.run(module, args, cwd, env, timeout)
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,

@@ -114,7 +114,6 @@ def test_interleaved_timing_measures_each_runner():
     assert timed["fast"]["latency_threads"] == 1
 
 
-
 @pytest.mark.parametrize("caller_flushes", [False, True])
 def test_runtime_sessions_leave_the_callers_flush_mode_alone(caller_flushes):
     # ONNX Runtime switches flush-to-zero on for the thread that first sets it up in a process, so

@@ -24,7 +24,7 @@ __all__ = [
     "log_priors",
 ]
 
-_WEIGHT_KINDS = ("none", "inverse", "effective")
+WEIGHT_KINDS = ("none", "inverse", "effective")
 
 
 def class_counts(labels: Tensor, num_classes: int) -> Tensor:
@@ -43,8 +43,8 @@ def class_weights(counts: Tensor, kind: str = "none", beta: float = 0.9999) -> T
     weights are rescaled to sum to C, where C counts only the classes with samples: an empty class gets
     weight 0 and stays out of the normalisation, so a present class weighs 1 on average.
     """
-    if kind not in _WEIGHT_KINDS:
-        raise ValueError(f"class weight kind must be one of {_WEIGHT_KINDS}, got {kind!r}")
+    if kind not in WEIGHT_KINDS:
+        raise ValueError(f"class weight kind must be one of {WEIGHT_KINDS}, got {kind!r}")
     if kind == "none":
         return None
     counts = torch.as_tensor(counts)

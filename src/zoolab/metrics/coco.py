@@ -100,8 +100,7 @@ def _results_api(coco_gt, detections: Sequence[dict], category_ids: Sequence[int
     """The detections as the library's results object, built as ``loadRes`` builds it for boxes (each
     result gets ``area`` w*h, ``id`` from 1 and ``iscrowd`` 0; images and categories from the GT) but with
     those fields computed on arrays, and without the box-outline polygon ``loadRes`` also adds as
-    ``segmentation``, which bbox evaluation never reads. At 1M detections that per-result Python pass
-    is a fifth of the library's own time. Returns the object and the number of results."""
+    ``segmentation``, which bbox evaluation never reads (see benchmarks/coco_eval.py for the cost)."""
     ids, cats, xywh, scores = _kept_results(detections, category_ids, MAX_DETS_PER_IMAGE)
     area = (xywh[:, 2] * xywh[:, 3]).tolist()
     results = [{"image_id": i, "category_id": c, "bbox": b, "score": s, "area": a, "id": n, "iscrowd": 0}
@@ -111,7 +110,7 @@ def _results_api(coco_gt, detections: Sequence[dict], category_ids: Sequence[int
     api.dataset = {"images": list(coco_gt.dataset["images"]),
                    "categories": copy.deepcopy(coco_gt.dataset["categories"]), "annotations": results}
     api.createIndex()
-    return api, len(results)
+    return api
 
 
 def _backend_classes(backend: str):
@@ -172,7 +171,7 @@ def _run_cocoeval(annotation_file, detections, category_ids, backend, image_ids)
         if missing_cats:
             raise ZoolabError(f"category ids {missing_cats} are not in {annotation_file}",
                               where="evaluate_coco category_ids", fix="pass dataset(split).category_ids")
-        coco_dt, num_results = _results_api(coco_gt, detections, category_ids, coco_cls)
+        coco_dt = _results_api(coco_gt, detections, category_ids, coco_cls)
         quiet = {"print_function": log.debug} if backend == "faster_coco_eval" else {}
         evaluator = eval_cls(coco_gt, coco_dt, "bbox", **quiet)
         evaluator.params.imgIds = sorted(set(int(i) for i in image_ids))
@@ -182,7 +181,7 @@ def _run_cocoeval(annotation_file, detections, category_ids, backend, image_ids)
         evaluator.accumulate()
         evaluator.summarize()
     log.info("COCO evaluation (%s): %d images, %d detections", backend, len(evaluator.params.imgIds),
-             num_results)
+             len(coco_dt.dataset["annotations"]))
     return evaluator
 
 

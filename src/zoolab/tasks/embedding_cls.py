@@ -36,6 +36,7 @@ from zoolab.data.embedding_datamodule import check_sampler
 from zoolab.errors import ZoolabError
 from zoolab.evaluators.base import Evaluation, evaluation_dataset
 from zoolab.evaluators.foreground import ForegroundEvaluator
+from zoolab.losses.long_tail import WEIGHT_KINDS
 from zoolab.tasks.base import ZooTask
 
 __all__ = ["EmbeddingClassificationTask", "run_label"]
@@ -45,7 +46,6 @@ LOGIT_ADJUST = ("none", "train", "inference", "both")
 # Inference-time logit adjustment: Menon et al.'s post-hoc rule subtracts tau*log(prior); the report's
 # original code added it (the same sign as in training), which +stack=report_logit_adjust replays.
 INFERENCE_ADJUST = ("subtract", "add")
-CLASS_WEIGHTS = ("none", "inverse", "effective")
 
 
 class EmbeddingClassificationTask(ZooTask):
@@ -96,9 +96,9 @@ class EmbeddingClassificationTask(ZooTask):
                               where="task.module.feature_aug_prob", fix="use a value in [0, 1] (1 augments every sample)")
         check_sampler(crt_sampler, "task.module.crt_sampler")
         for key, kind in (("class_weights", class_weights), ("supcon_class_weights", supcon_class_weights)):
-            if kind not in CLASS_WEIGHTS:
+            if kind not in WEIGHT_KINDS:
                 raise ZoolabError(f"unknown {key} '{kind}'", where=f"task.module.{key}",
-                                  fix=f"use one of {', '.join(CLASS_WEIGHTS)}")
+                                  fix=f"use one of {', '.join(WEIGHT_KINDS)}")
         self.class_names = list(class_names)
         self.background = background
         self.head = head(in_features=in_features, num_classes=len(class_names))

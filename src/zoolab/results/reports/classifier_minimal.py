@@ -53,7 +53,8 @@ def render(rows: Sequence[dict]) -> str:
     recs = cc.records(rows, in_sweep)
     lines = cc.header_lines(recs + cc.records(rows, lambda r: r["exp"] == cc.DEFAULT_RECIPE))
     if recs:
-        lines += summary(recs, SWEEP, PROFILES, BASELINE, "DINOv3 Minimal Baseline Sweep (+stack=minimal)")
+        lines += summary(recs, SWEEP, PROFILES, BASELINE, "DINOv3 Minimal Baseline Sweep (+stack=minimal)",
+                         cc.REPORT["runs"][SWEEP])
     else:
         lines += ["No minimal-baseline classifier runs found (+stack=minimal or profile baseline_minimal).",
                   ""]

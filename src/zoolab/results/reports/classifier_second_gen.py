@@ -26,12 +26,12 @@ def in_sweep(rec: dict) -> bool:
 
 
 def summary(recs: Sequence[dict], sweep: str, order: Sequence[str], baseline: str, title: str,
-            reported_runs: int | None = -1) -> list[str]:
+            reported_runs: int | None) -> list[str]:
     """Sections the profile sweeps share: totals, best overall, profile averages, deltas, per backbone.
-    ``reported_runs``: the report's run count (-1: the count of ``sweep``; None: the report has none)."""
+    ``reported_runs``: the report's run count for this sweep (None: the report gives none)."""
     reported_best = [cc.reported_avg(recs, p, sweep).get("best_macro_f1_fg") for p in order]
     reported_best = max((v for v in reported_best if v is not None), default=None)
-    lines = [f"## {title}", "", cc.run_count_line(recs, cc.REPORT["runs"][sweep] if reported_runs == -1 else reported_runs), "",
+    lines = [f"## {title}", "", cc.run_count_line(recs, reported_runs), "",
              f"Best overall (macro_f1_fg): {cc.best_line(cc.best(recs), 4)} "
              f"(report: {cc.num(reported_best, 4)})", ""]
     lines += ["### Profile averages (macro_f1_fg / weighted_f1_fg) and best per profile", "",
@@ -49,5 +49,5 @@ def render(rows: Sequence[dict]) -> str:
     if not recs:
         return "No second-generation classifier runs found (profiles full, arcface, logit_*, supcon).\n"
     title = "DINOv3 Improvements Sweep (second generation)"
-    lines = cc.header_lines(recs) + summary(recs, SWEEP, PROFILES, BASELINE, title)
+    lines = cc.header_lines(recs) + summary(recs, SWEEP, PROFILES, BASELINE, title, cc.REPORT["runs"][SWEEP])
     return "\n".join(lines).rstrip() + "\n"

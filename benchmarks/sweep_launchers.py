@@ -4,7 +4,7 @@ in one process) and the joblib launcher (``--jobs`` worker processes; joblib giv
 (every run's metrics, matched by overrides).
 
     python benchmarks/sweep_launchers.py                       # 1 encoder x 7 profiles x 2 smoothings
-    python benchmarks/sweep_launchers.py --exps 'glob(clf_*,exclude=clf_default_recipe)'   # the 406 runs
+    python benchmarks/sweep_launchers.py --exps 'glob(clf_*,exclude=[clf_default_recipe,clf_*_linear])'   # the 406 runs
 """
 
 from __future__ import annotations

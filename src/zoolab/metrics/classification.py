@@ -11,6 +11,7 @@ per-class F1 values, not the F1 of macro precision and recall.
 from __future__ import annotations
 
 import io
+import textwrap
 
 import numpy as np
 import torch
@@ -122,8 +123,8 @@ def confusion_matrix_png(cm: list[list[int]], class_names: list[str], title: str
     ax.set_yticks(ticks, labels=class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (rows sum to 1)" if normalize else "true")
-    if title:
-        ax.set_title(title, fontsize=9)
+    if title:   # centred on the figure and wrapped to its width (about 9 characters per inch at this size)
+        fig.suptitle("\n".join(textwrap.wrap(title, width=max(24, int(9 * (side + 1.5))))), fontsize=9)
     dark_above = (1.0 if normalize else shown.max()) / 2 if shown.size else 0
     for (row, col), value in np.ndenumerate(shown):
         text = f"{value:.2f}\n({counts[row, col]})" if normalize else str(value)

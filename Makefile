@@ -18,6 +18,9 @@ STAMP_NOW := $(shell date +%Y-%m-%d_%H-%M-%S)
 # Where the reproduce-* targets write. Into the repository's multirun/ only from committed code
 # (committed-tree; ALLOW_DIRTY=1 goes on and marks the results as made from uncommitted code).
 RESULTS_ROOT ?= multirun
+# More overrides for every reproduce-* sweep, e.g. a launcher for the whole report:
+#   make reproduce-classifier-sweep SWEEP_ARGS='hydra/launcher=joblib hydra.launcher.n_jobs=2'
+SWEEP_ARGS ?=
 # Classifier sweeps run on the embedded synthetic caches unless EMB_ROOT holds the real ones.
 EMB_DATA := $(if $(EMB_ROOT),,dataset=synthetic_embeddings)
 # Detection and re-ID reports: smoke runs on embedded data unless the real data root is set.
@@ -42,7 +45,8 @@ help:
 	@echo "make reproduce-classifier-minimal     36-run minimal-baseline sweep + default-recipe run"
 	@echo "make reproduce-sardet  SAR detection zoo (E0001-E0025; seeds 0,1,2 for E0002/E0003) and its two tables"
 	@echo "make reproduce-promptsg  PromptSG chronologies v1-v11 on ViT-B/16 and RN50 + zero-shot baselines"
-	@echo "                       (reproduce-*: RESULTS_ROOT=DIR writes elsewhere than multirun/)"
+	@echo "                       (reproduce-*: RESULTS_ROOT=DIR writes elsewhere than multirun/;"
+	@echo "                        SWEEP_ARGS='hydra/launcher=joblib hydra.launcher.n_jobs=2' runs jobs in parallel)"
 	@echo "make ledger            docs/experiments.md and the merged results table"
 
 $(STAMP): pyproject.toml
@@ -76,34 +80,34 @@ bench: install
 
 reproduce-cherry: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob(cherry_*)' $(CHERRY_SMOKE) \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-cherry/$(STAMP_NOW)
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-cherry/$(STAMP_NOW)
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-cherry/$(STAMP_NOW) --report cherry
 
 reproduce-classifier-sweep: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob(clf_*,exclude=[clf_default_recipe,clf_*_linear])' $(EMB_DATA) \
 		profile=base,center_std,effective,hardmine,gelu_ln,calib,full loss.label_smoothing=0,0.1 \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW)
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW)
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-sweep/$(STAMP_NOW) --report classifier_sweep \
 		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
 
 reproduce-classifier-second-gen: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
 		profile=arcface,full,logit_both,logit_infer,logit_train,supcon \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW)
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW)
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-second-gen/$(STAMP_NOW) --report classifier_second_gen \
 		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
 
 reproduce-classifier-knobs: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=$(KNOB_EXPS)' $(EMB_DATA) \
 		profile=full,feature_aug,manifold_mixup,center,crt,supcon,supcon_cw \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-knobs/$(STAMP_NOW)
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-knobs/$(STAMP_NOW)
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-knobs/$(STAMP_NOW) --report classifier_knobs \
 		--append-to $(RESULTS_ROOT)/classifier_metrics.tsv
 
 reproduce-classifier-minimal: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=$(GEN2_EXPS)' $(EMB_DATA) \
 		profile=baseline_minimal,logit_train,logit_both,logit_infer,arcface,supcon +stack=minimal \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW)
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW)
 	-$(BIN)/python -m zoolab +exp=clf_default_recipe $(EMB_DATA) \
 		hydra.run.dir=$(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW)/default_recipe
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-classifier-minimal/$(STAMP_NOW) --report classifier_minimal \
@@ -119,18 +123,18 @@ committed-tree: install
 
 reproduce-sardet: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob(sardet_*,exclude=[sardet_vis_*,sardet_lora_r16_fc1fc2,sardet_linear_probe])' \
-		$(SARDET_RUN) keep_last_ckpt=false hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW)/single
+		$(SARDET_RUN) keep_last_ckpt=false $(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW)/single
 	-$(BIN)/python -m zoolab -m '+exp=sardet_lora_r16_fc1fc2,sardet_linear_probe' seed=0,1,2 $(SARDET_RUN) keep_last_ckpt=false \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW)/seeds
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW)/seeds
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-sardet/$(STAMP_NOW) --report sardet
 
 reproduce-promptsg: install committed-tree
 	-$(BIN)/python -m zoolab -m '+exp=glob([promptsg_vitb16_*,clip_zeroshot_vitb16])' $(REID_RUN) \
 		$(if $(CLIP_VITB16_WEIGHTS),backbone.weights=$(CLIP_VITB16_WEIGHTS),) keep_last_ckpt=false \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW)/vitb16
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW)/vitb16
 	-$(BIN)/python -m zoolab -m '+exp=glob([promptsg_rn50_*,clip_zeroshot_rn50])' $(REID_RUN) \
 		$(if $(CLIP_RN50_WEIGHTS),backbone.weights=$(CLIP_RN50_WEIGHTS),) keep_last_ckpt=false \
-		hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW)/rn50
+		$(SWEEP_ARGS) hydra.sweep.dir=$(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW)/rn50
 	$(BIN)/python -m zoolab.results $(RESULTS_ROOT)/reproduce-promptsg/$(STAMP_NOW) --report promptsg
 
 # docs/experiments.md: every experiment (conf/exp) and one results table merged from the sweeps under multirun/

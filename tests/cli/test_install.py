@@ -341,3 +341,15 @@ def test_environment_holds_everything_make_install_installs():
     for pin in pins:
         name, _, version = pin.partition("==")
         assert specs[name].contains(version), f"Makefile pins {pin}, pyproject.toml asks {name}{specs[name]}"
+
+
+def test_reproduce_targets_pass_sweep_args_to_every_sweep():
+    """`SWEEP_ARGS` reaches each sweep of a report target (a launcher for the whole report), before its sweep dir."""
+    args = "hydra/launcher=joblib hydra.launcher.n_jobs=2"
+    for target, sweeps in (("reproduce-classifier-sweep", 1), ("reproduce-sardet", 2), ("reproduce-promptsg", 2)):
+        proc = subprocess.run(["make", "-n", target, f"SWEEP_ARGS={args}"], cwd=REPO, capture_output=True,
+                              text=True, check=True)
+        joined = proc.stdout.replace("\\\n", " ")
+        commands = [line for line in joined.splitlines() if "-m zoolab -m" in line]
+        assert len(commands) == sweeps, joined
+        assert all(re.search(re.escape(args) + r"\s+hydra\.sweep\.dir=", c) for c in commands), commands

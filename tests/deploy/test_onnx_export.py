@@ -13,7 +13,7 @@ from torch import nn
 
 from zoolab.deploy.onnx_export import export_onnx, onnx_opset, ort_session
 from zoolab.deploy.quantize import quantize_int8
-from zoolab.deploy.variants import best_variant, check_variants
+from zoolab.deploy.variants import best_variant, check_variants, compare_variants
 from zoolab.errors import ZoolabError
 
 
@@ -72,6 +72,20 @@ def test_int8_graph_runs_and_stays_close(exported):
     reference = model(x).detach().numpy()
     assert np.abs(out - reference).max() <= 0.2 * np.abs(reference).max()  # 8-bit activations: ~10% here
     assert (out.argmax(1) == reference.argmax(1)).mean() >= 0.75
+
+
+def test_fixed_size_graph_quantises_on_images_of_another_size():
+    """A model torch.export cannot make size-dynamic (flatten into a linear layer) is exported at the
+    example's size; training images of another size are resized to it for calibration and scoring."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 2)).eval()
+    example = torch.rand(1, 3, 16, 16) * 255
+    batches = [(torch.rand(4, 3, 8, 8) * 255, torch.tensor([0, 1, 0, 1])) for _ in range(2)]
+    comparison = compare_variants(model, example, batches, [x for x, _ in batches], ["eager", "ort_int8"],
+                                  num_classes=2, threads=1, warmup=1, runs=2)
+    assert comparison.onnx is not None and not comparison.onnx.dynamic_spatial
+    assert "error" not in comparison.rows["ort_int8"], comparison.rows["ort_int8"]
+    assert comparison.rows["ort_int8"]["latency_ms_p50"] > 0 and 0 <= comparison.rows["ort_int8"]["agreement"] <= 1
 
 
 def test_int8_without_calibration_images_names_the_setting(exported):

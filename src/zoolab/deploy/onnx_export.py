@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from zoolab.errors import ZoolabError
 from zoolab.metrics.latency import flush_denormal_enabled
@@ -172,10 +173,12 @@ def _export_traced(model: nn.Module, example: torch.Tensor, opset: int) -> bytes
     return buffer.getvalue()
 
 
-def _export_any(model: nn.Module, example: torch.Tensor, opset: int) -> tuple[bytes, bool, str]:
-    """Try dynamic batch + height + width, then dynamic batch, then the tracing exporter."""
+def _export_any(model: nn.Module, example: torch.Tensor, opset: int,
+                try_spatial: bool = True) -> tuple[bytes, bool, str]:
+    """Try dynamic batch + height + width (unless ``try_spatial`` is off), then dynamic batch, then the
+    tracing exporter."""
     attempts = []
-    if example.dim() == 4:
+    if example.dim() == 4 and try_spatial:
         attempts.append(("torch.export, dynamic height/width", lambda: _export(model, example, opset, True), True))
     attempts += [("torch.export", lambda: _export(model, example, opset, False), False),
                  ("TorchScript tracing", lambda: _export_traced(model, example, opset), False)]
@@ -190,6 +193,20 @@ def _export_any(model: nn.Module, example: torch.Tensor, opset: int) -> tuple[by
                       fix="check that the model runs under torch.export.export or torch.jit.trace")
 
 
+def _works_at_another_size(model: nn.Module, graph: bytes, example: torch.Tensor, tolerance: float) -> bool:
+    """Whether a graph with symbolic height/width matches PyTorch 32 px off the example's size. The
+    exporter can write symbolic sizes for a model whose shapes are fixed (a flatten into a linear layer);
+    such a graph only fails once it meets another size."""
+    h, w = example.shape[-2:]
+    probe = F.interpolate(example.float(), size=(h + 32, w + 32), mode="bilinear", align_corners=False)
+    try:
+        parity, scale = max_abs_difference(model, ort_session(graph, threads=1), [probe])
+    except Exception as exc:   # PyTorch or ONNX Runtime refusing the size is the answer, not an error
+        log.info("ONNX export: graph or model fails at %s: %s", [h + 32, w + 32], str(exc).splitlines()[0][:160])
+        return False
+    return parity <= tolerance * max(1.0, scale)
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, check_inputs: list[torch.Tensor] | None = None,
                 tolerance: float = PARITY_TOLERANCE, threads: int | None = None) -> OnnxExport:
     """Export ``model`` (eval mode, CPU) at ``example``'s shape and check it on ``check_inputs`` (default:
@@ -197,6 +214,10 @@ def export_onnx(model: nn.Module, example: torch.Tensor, check_inputs: list[torc
     model = model.cpu().eval()
     example = example.cpu()
     graph, spatial, exporter = _export_any(model, example, onnx_opset())
+    if spatial and not _works_at_another_size(model, graph, example, tolerance):
+        log.info("ONNX export: the size-dynamic graph fails at another image size; exporting at %s",
+                 list(example.shape[-2:]))
+        graph, spatial, exporter = _export_any(model, example, onnx_opset(), try_spatial=False)
     opset = _graph_opset(graph)
     session = ort_session(graph, threads)
     if check_inputs is None:

@@ -108,9 +108,14 @@ def best_variant(rows: dict[str, dict], max_accuracy_drop: float, min_agreement:
     return min(candidates, key=lambda name: candidates[name]["latency_ms_p50"]) if candidates else "eager"
 
 
+def _to_size(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x.float(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def _resize(batches: list[tuple[torch.Tensor, torch.Tensor]], size: Sequence[int]):
-    return [(F.interpolate(x.float(), size=tuple(size), mode="bilinear", align_corners=False)
-             if tuple(x.shape[-2:]) != tuple(size) else x, y) for x, y in batches]
+    return [(_to_size(x, size), y) for x, y in batches]
 
 
 def compare_variants(model: nn.Module, example: torch.Tensor, eval_batches: list[tuple[torch.Tensor, torch.Tensor]],
@@ -120,8 +125,9 @@ def compare_variants(model: nn.Module, example: torch.Tensor, eval_batches: list
     """Time every variant at batch 1 on ``example`` and score it on ``eval_batches`` against eager.
 
     ``model`` maps a float image batch to logits; ``calibration`` batches quantise ``ort_int8``. When the
-    ONNX graph keeps a fixed spatial size, every variant (eager included) is scored on the evaluation
-    images resized to it, so the comparison stays like for like.
+    ONNX graph keeps a fixed spatial size, the calibration images are resized to it and every variant
+    (eager included) is scored on the evaluation images resized to it, so the comparison stays like for
+    like.
     """
     names = check_variants(variants)
     model = model.cpu().eval()
@@ -134,6 +140,8 @@ def compare_variants(model: nn.Module, example: torch.Tensor, eval_batches: list
             if name == "ort_fp32":
                 runners[name] = _ort_runner(comparison.onnx.model, threads)
             elif name == "ort_int8":
+                if not comparison.onnx.dynamic_spatial:   # a fixed-size graph calibrates at its own size
+                    calibration = [_to_size(x, example.shape[-2:]) for x in calibration]
                 comparison.int8 = quantize_int8(comparison.onnx.model, calibration)
                 runners[name] = _ort_runner(comparison.int8, threads)
             else:

@@ -8,6 +8,7 @@ recommends (without its symbolic shape inference where that fails on the graph).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Iterable
@@ -51,7 +52,10 @@ def quantize_int8(model: bytes, calibration: Iterable[torch.Tensor]) -> bytes:
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         fp32.write_bytes(model)
         try:
-            quant_pre_process(str(fp32), str(prepared))
+            # when its symbolic shape inference is incomplete, ONNX Runtime saves a debug copy of the graph
+            # (sym_shape_infer_temp.onnx and its weights) into the working directory: keep it in tmp
+            with contextlib.chdir(tmp):
+                quant_pre_process(str(fp32), str(prepared))
         except Exception as exc:  # its symbolic shape inference fails on some graphs (ConvNeXt V2's GRN)
             log.info("int8 pre-processing with symbolic shapes failed (%s: %s); retrying without",
                      type(exc).__name__, exc)

@@ -172,6 +172,10 @@ def _record_ending(exc: BaseException, received: dict, record: RunRecord, run_di
     if interrupted:
         print(f"zoolab: {message}; run folder {run_dir} (a rerun into it resumes from checkpoints/last.ckpt)",
               file=sys.stderr)
+        if multirun:
+            from zoolab.sweep import write_tables_of_a_stopped_sweep
+
+            write_tables_of_a_stopped_sweep(Path(str(HydraConfig.get().sweep.dir)))
         sys.exit(_SIGNAL_EXIT.get(received.get("signal", signal.SIGINT), 130))
     if multirun:
         log.error("job %s failed: %s", run_dir, message.strip().splitlines()[-1])

@@ -3,6 +3,7 @@ typos and bad values, a read-only run folder, smoke phase lengths, the console a
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -55,6 +56,27 @@ def test_an_interrupted_run_is_recorded_as_interrupted(tmp_path, cache_dir, sig,
     assert record["ended"] and sig.name in record["error"]
     assert proc.returncode == status_code
     assert not (run_dir / "smoke_metrics.json").exists()
+
+
+def test_an_interrupted_sweep_stops_and_tables_the_jobs_that_ran(tmp_path, cache_dir):
+    sweep_dir = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "zoolab", "-m", *CHERRY, "trainer.max_epochs=1,50,1",
+                             f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    second = sweep_dir / "1_trainer.max_epochs-50"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (second / "checkpoints" / "last.ckpt").is_file():
+        time.sleep(0.5)
+    assert (second / "checkpoints" / "last.ckpt").is_file(), "the second job never reached its first checkpoint"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-2000:]
+    with open(sweep_dir / "results.tsv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "run"]
+    assert [(r["run_dir"], r["status"]) for r in rows] == [("0_trainer.max_epochs-1", "ok"),
+                                                           ("1_trainer.max_epochs-50", "interrupted")]
+    assert not (sweep_dir / "2_trainer.max_epochs-1").exists()   # the sweep stopped; the third job never ran
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -44,6 +44,14 @@ def test_graph_matches_pytorch_at_other_batch_and_image_sizes(exported):
     np.testing.assert_allclose(onnx_out, model(x).detach().numpy(), atol=1e-4, rtol=0)
 
 
+def test_sessions_do_not_spin_or_keep_denormals(exported):
+    """Idle spinning threads would take the cores from PyTorch when variants are timed in rotation."""
+    options = ort_session(exported[1].model, threads=2).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.set_denormal_as_zero") == "1"
+    assert options.intra_op_num_threads == 2
+
+
 def test_record_names_opset_and_runtime_versions(exported):
     import onnx
     import onnxruntime

@@ -24,7 +24,7 @@ def epoch_curves(csv_path: str | Path) -> pd.DataFrame:
     if "epoch" not in frame or frame.empty:
         return pd.DataFrame()
     frame["epoch"] = frame["epoch"].bfill()
-    values = frame.drop(columns=[c for c in ("step",) if c in frame])
+    values = frame.drop(columns="step", errors="ignore")
     values = values.dropna(subset=["epoch"]).astype({"epoch": int})
     curves = values.groupby("epoch").last()   # last non-null value of each column in the epoch
     return curves.dropna(axis=1, how="all").sort_index()
@@ -36,7 +36,7 @@ def curve_panels(columns: list[str]) -> dict[str, list[str]]:
     metrics, then the learning rate."""
     panels: dict[str, list[str]] = {}
     for column in columns:
-        title = _LR_PANEL if column.startswith(("lr-", "lr")) else column.rsplit("/", 1)[-1]
+        title = _LR_PANEL if column.startswith("lr-") else column.rsplit("/", 1)[-1]
         panels.setdefault(title, []).append(column)
 
     def order(title: str) -> tuple[int, str]:
